@@ -1,0 +1,44 @@
+//! `taskbus-broker`: the broker alone.
+
+use clap::Parser;
+use taskbus::broker::Broker;
+use taskbus::cli::{exit_with, shutdown_signal, CommonArgs};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "taskbus-broker",
+    version,
+    about = "The taskbus broker: queues, leases, scheduler, client API"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = real_main(cli).await {
+        exit_with(error);
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.common.setup()?;
+    let broker = Broker::bind(config).await?;
+    let endpoints = broker.endpoints().clone();
+    // One line on stdout with the bound endpoints, for scripts and tests.
+    println!(
+        "listening client={} worker={} events={}",
+        endpoints.client, endpoints.worker, endpoints.events
+    );
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    broker.run(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `taskbus`: the client CLI and the all-in-one `run` (broker plus workers).
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use taskbus::cli::commands::{self, ClientCommand};
+use taskbus::cli::{exit_with, shutdown_signal, CommonArgs};
+use taskbus::client::Client;
+use taskbus::protocol::Format;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "taskbus",
+    version,
+    about = "A ZeroMQ message bus for crawl pipelines and APK channel packaging"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The broker's client endpoint (default: [broker] client_endpoint).
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// Speak JSON to the broker instead of MessagePack.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for a reply.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    timeout: f64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the broker and every [[workers]] entry in one process.
+    Run,
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = real_main(cli).await {
+        exit_with(error);
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run => {
+            let config = cli.common.setup()?;
+            let shutdown = CancellationToken::new();
+            let running = taskbus::run::start(config).await?;
+            eprintln!(
+                "taskbus running: clients {} workers {} events {} (Ctrl-C stops)",
+                running.endpoints.client, running.endpoints.worker, running.endpoints.events
+            );
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = shutdown.cancelled() => {}
+            }
+            running.stop().await
+        }
+        Command::Client(command) => {
+            let config = cli.common.load_config()?;
+            let endpoint = cli
+                .endpoint
+                .unwrap_or_else(|| config.broker.client_endpoint.clone());
+            let timeout = Duration::from_secs_f64(cli.timeout);
+            let format = if cli.json {
+                Format::Json
+            } else {
+                Format::MsgPack
+            };
+            let connect = Client::connect(&endpoint);
+            let client = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+                anyhow::anyhow!("cannot connect to {endpoint} within {timeout:?}")
+            })??;
+            let mut client = client.with_format(format).with_timeout(timeout);
+            commands::run(&mut client, command).await
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The broker: a client ROUTER, a worker ROUTER and an events PUB socket, served by
+//! one task that owns all state and reacts to one closed [`Event`] enum.
+//!
+//! Invariant: a reply that accepts work leaves only after the store committed it.
+//! Invariant: a send that returns `Ok` proves nothing; only DONE/ack ends a lease.
+
+pub mod handlers;
+pub mod state;
+pub mod workers;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use zeromq::prelude::*;
+use zeromq::{PubSocket, RouterSendHalf, RouterSocket, ZmqMessage};
+
+use crate::config::{Config, StoreKind};
+use crate::net;
+use crate::protocol::worker::BrokerMessage;
+use crate::protocol::{code, encode, Format, ProtocolError};
+use crate::store::sqlite::{SqliteStore, StoreWriter};
+use crate::store::StoreOp;
+use handlers::{Core, Outbox};
+use state::State;
+
+/// Why the broker could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot bind {role} endpoint {endpoint}: {message}")]
+    Bind {
+        role: &'static str,
+        endpoint: String,
+        message: String,
+    },
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// The endpoints the broker actually bound (port 0 resolved).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub client: String,
+    pub worker: String,
+    pub events: String,
+}
+
+/// One input of the broker's loop.
+enum Event {
+    Client(Vec<Bytes>),
+    Worker(Vec<Bytes>),
+    Committed {
+        batch: u64,
+        result: Result<(), String>,
+    },
+}
+
+/// A bound broker, ready to run.
+pub struct Broker {
+    config: Arc<Config>,
+    client: RouterSocket,
+    worker: RouterSocket,
+    events: PubSocket,
+    endpoints: Endpoints,
+    store: Option<SqliteStore>,
+}
+
+impl Broker {
+    /// Opens the store and binds the three endpoints of `config`.
+    pub async fn bind(config: Arc<Config>) -> Result<Broker, BrokerError> {
+        let store = match config.store.kind {
+            StoreKind::Memory => None,
+            StoreKind::Sqlite => Some(
+                SqliteStore::open(&config.store).map_err(|e| BrokerError::Store(e.to_string()))?,
+            ),
+        };
+        let mut client = RouterSocket::new();
+        let mut worker = RouterSocket::new();
+        let mut events = PubSocket::new();
+        let endpoints = Endpoints {
+            client: net::bind(&mut client, "client", &config.broker.client_endpoint).await?,
+            worker: net::bind(&mut worker, "worker", &config.broker.worker_endpoint).await?,
+            events: net::bind(&mut events, "events", &config.broker.events_endpoint).await?,
+        };
+        Ok(Broker {
+            config,
+            client,
+            worker,
+            events,
+            endpoints,
+            store,
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops taking work, lets the store
+    /// flush, and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
+        let Broker {
+            config,
+            client,
+            worker,
+            events,
+            endpoints,
+            store,
+        } = self;
+        let (event_tx, mut event_rx) = mpsc::channel::<Event>(4096);
+        let (client_send, client_recv) = client.split();
+        let (worker_send, worker_recv) = worker.split();
+        let readers = CancellationToken::new();
+        spawn_reader(
+            client_recv,
+            event_tx.clone(),
+            Event::Client,
+            readers.clone(),
+        );
+        spawn_reader(
+            worker_recv,
+            event_tx.clone(),
+            Event::Worker,
+            readers.clone(),
+        );
+
+        let mut state = State::new(config.clone(), store.is_some());
+        let writer = match store {
+            Some(store) => {
+                let loaded = store
+                    .load()
+                    .map_err(|e| BrokerError::Store(e.to_string()))?;
+                log::info!(
+                    "store: {} tasks and {} history lines restored",
+                    loaded.tasks.len(),
+                    loaded.history.len()
+                );
+                for record in loaded.tasks {
+                    state.restore(record);
+                }
+                for record in loaded.history {
+                    state.restore_history(record);
+                }
+                let tx = event_tx.clone();
+                Some(StoreWriter::spawn(store, move |batch, result| {
+                    let _ = tx.blocking_send(Event::Committed { batch, result });
+                }))
+            }
+            None => None,
+        };
+        drop(event_tx);
+        log::info!(
+            "broker serving clients={} workers={} events={}",
+            endpoints.client,
+            endpoints.worker,
+            endpoints.events
+        );
+        let mut io = Io {
+            config: config.clone(),
+            client: client_send,
+            worker: worker_send,
+            events,
+            commits: Commits::new(writer),
+            released: Vec::new(),
+        };
+        let mut core = Core::new(config.clone(), state);
+        let mut heartbeat = tokio::time::interval(config.broker.heartbeat_interval());
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        loop {
+            let mut out = Outbox::default();
+            let lease_deadline = core.state.next_deadline();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                event = event_rx.recv() => {
+                    let Some(event) = event else { break };
+                    let now = Instant::now();
+                    io.handle(&mut core, event, now, &mut out);
+                    // Drain what else is waiting, so one commit and one dispatch serve many.
+                    for _ in 0..512 {
+                        let Ok(event) = event_rx.try_recv() else { break };
+                        io.handle(&mut core, event, now, &mut out);
+                    }
+                }
+                _ = heartbeat.tick() => core.on_heartbeat_tick(Instant::now(), &mut out),
+                _ = sleep_until_opt(lease_deadline) => {
+                    core.state.expire_leases(Instant::now());
+                }
+            }
+            io.flush(&mut core, out).await;
+        }
+
+        log::info!(
+            "broker stopping: no new work; {} leases outstanding",
+            core.state.n_leased()
+        );
+        core.refuse_work = Some(ProtocolError::new(
+            code::SHUTTING_DOWN,
+            "broker is shutting down",
+        ));
+        let mut out = Outbox::default();
+        for id in core.state.workers.ids() {
+            out.to_workers.push((
+                id,
+                BrokerMessage::Disconnect {
+                    reason: "broker shutting down".into(),
+                },
+            ));
+        }
+        io.flush(&mut core, out).await;
+        // Let the last batch reach the disk before the process goes.
+        while io.commits.busy() {
+            match event_rx.recv().await {
+                Some(Event::Committed { batch, result }) => {
+                    io.on_committed(&mut core, batch, result).await
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        readers.cancel();
+        if let Some(writer) = io.commits.writer.take() {
+            writer.close();
+        }
+        log::info!("broker stopped");
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one ROUTER socket without pause: zmq.rs only notices a dead peer while
+/// its receive side is polled.
+fn spawn_reader(
+    mut recv: zeromq::RouterRecvHalf,
+    tx: mpsc::Sender<Event>,
+    wrap: fn(Vec<Bytes>) -> Event,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => break,
+                message = recv.recv() => message,
+            };
+            match message {
+                Ok(message) => {
+                    if tx.send(wrap(message.into_vec())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(zeromq::ZmqError::NoMessage) => break,
+                Err(error) => log::warn!("socket receive error: {error}"),
+            }
+        }
+    });
+}
+
+/// The commit pipeline: while one batch is being written, the next one gathers
+/// (group commit). Replies wait for the batch that holds their changes.
+struct Commits {
+    writer: Option<StoreWriter>,
+    next_batch: u64,
+    in_flight: Option<(u64, Vec<Vec<Bytes>>)>,
+    staged_ops: Vec<StoreOp>,
+    staged_replies: Vec<Vec<Bytes>>,
+}
+
+impl Commits {
+    fn new(writer: Option<StoreWriter>) -> Commits {
+        Commits {
+            writer,
+            next_batch: 0,
+            in_flight: None,
+            staged_ops: Vec::new(),
+            staged_replies: Vec::new(),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.is_some() || !self.staged_ops.is_empty()
+    }
+
+    /// Starts writing the staged batch if none is being written. Returns replies that
+    /// need no wait.
+    fn submit(&mut self) -> Vec<Vec<Bytes>> {
+        if self.in_flight.is_some() {
+            return Vec::new();
+        }
+        let Some(writer) = &self.writer else {
+            return std::mem::take(&mut self.staged_replies);
+        };
+        if self.staged_ops.is_empty() {
+            return std::mem::take(&mut self.staged_replies);
+        }
+        self.next_batch += 1;
+        let ops = std::mem::take(&mut self.staged_ops);
+        writer.submit(self.next_batch, ops);
+        self.in_flight = Some((self.next_batch, std::mem::take(&mut self.staged_replies)));
+        Vec::new()
+    }
+}
+
+/// The sockets' sending sides and the commit pipeline.
+struct Io {
+    config: Arc<Config>,
+    client: RouterSendHalf,
+    worker: RouterSendHalf,
+    events: PubSocket,
+    commits: Commits,
+    /// Replies whose batch has committed, to be sent before anything staged later.
+    released: Vec<Vec<Bytes>>,
+}
+
+impl Io {
+    fn handle(&mut self, core: &mut Core, event: Event, now: Instant, out: &mut Outbox) {
+        match event {
+            Event::Client(frames) => core.on_client(frames, now, out),
+            Event::Worker(frames) => core.on_worker(frames, now, out),
+            Event::Committed { batch, result } => {
+                // Sent first in flush: they precede every reply staged since.
+                let replies = self.commit_done(core, batch, result);
+                self.released.extend(replies);
+            }
+        }
+    }
+
+    fn commit_done(
+        &mut self,
+        core: &mut Core,
+        batch: u64,
+        result: Result<(), String>,
+    ) -> Vec<Vec<Bytes>> {
+        let Some((in_flight, replies)) = self.commits.in_flight.take() else {
+            return Vec::new();
+        };
+        debug_assert_eq!(in_flight, batch);
+        match result {
+            Ok(()) => replies,
+            Err(message) => {
+                let error = ProtocolError::new(
+                    code::STORE_UNAVAILABLE,
+                    format!("store commit failed: {message}"),
+                );
+                log::error!("store commit of batch {batch} failed, refusing new work: {message}");
+                core.refuse_work = Some(error.clone());
+                replies
+                    .into_iter()
+                    .map(|mut frames| {
+                        let format = Format::detect(frames.last().expect("reply has a body"));
+                        *frames.last_mut().expect("reply has a body") =
+                            encode(format, &error.to_value());
+                        frames
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn on_committed(&mut self, core: &mut Core, batch: u64, result: Result<(), String>) {
+        let replies = self.commit_done(core, batch, result);
+        self.released.extend(replies);
+        self.flush(core, Outbox::default()).await;
+    }
+
+    /// Dispatches, stages the round's changes and sends everything that may go now.
+    async fn flush(&mut self, core: &mut Core, mut out: Outbox) {
+        let now = Instant::now();
+        for (id, tasks) in core.state.dispatch(now) {
+            out.to_workers.push((id, BrokerMessage::Task { tasks }));
+        }
+        for frames in std::mem::take(&mut self.released) {
+            self.send_client(frames).await;
+        }
+        let ops = core.state.take_journal();
+        self.commits.staged_ops.extend(ops);
+        // Replies keep their order: while a commit is pending, every reply waits
+        // behind it, even one that changed nothing.
+        self.commits.staged_replies.extend(out.replies);
+        for frames in self.commits.submit() {
+            self.send_client(frames).await;
+        }
+        for (id, message) in out.to_workers {
+            self.send_worker(core, id, &message).await;
+        }
+        for (name, body) in out.events {
+            let frames = vec![Bytes::from(name.clone()), encode(Format::MsgPack, &body)];
+            let message = ZmqMessage::try_from(frames).expect("two frames");
+            if let Err(error) = self.events.send(message).await {
+                log::warn!("event {name} not published: {error}");
+            }
+        }
+    }
+
+    async fn send_client(&mut self, frames: Vec<Bytes>) {
+        let peer = workers::peer_name(&frames[0]);
+        let message = ZmqMessage::try_from(frames).expect("reply frames are not empty");
+        match tokio::time::timeout(self.config.broker.send_timeout(), self.client.send(message))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => log::debug!("client={peer} reply not sent: {error}"),
+            Err(_) => log::warn!("client={peer} reply dropped: peer is not reading"),
+        }
+    }
+
+    async fn send_worker(&mut self, core: &mut Core, id: Bytes, message: &BrokerMessage) {
+        let frames = vec![id.clone(), encode(Format::MsgPack, message)];
+        let message = ZmqMessage::try_from(frames).expect("two frames");
+        match tokio::time::timeout(self.config.broker.send_timeout(), self.worker.send(message))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => core.on_unreachable_worker(&id, &format!("unreachable ({error})")),
+            Err(_) => core.on_unreachable_worker(&id, "not reading"),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The client commands of `taskbus`: get-size, get-task, put, ack, stats, status, dead.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::task::NewTask;
+
+/// A client command.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Number of ready tasks in a topic (the seed's get_size).
+    GetSize { topic: String },
+    /// Take up to COUNT tasks from a topic (the seed's get_task); ack them when done.
+    GetTask {
+        topic: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+    /// Put tasks from a JSON file (or stdin): one task, a list, or {"tasks": [...]}.
+    Put {
+        /// The file; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// Topic for tasks that name none.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// End the leases of tasks taken with get-task.
+    Ack {
+        #[arg(required = true)]
+        guids: Vec<String>,
+    },
+    /// Return a task taken with get-task (retryable unless --permanent).
+    Nack {
+        guid: String,
+        #[arg(long)]
+        permanent: bool,
+        #[arg(long)]
+        error: Option<String>,
+    },
+    /// Per-topic and per-worker counters.
+    Stats,
+    /// The state of one task.
+    Status { guid: String },
+    /// Queued tasks (and scheduled total tasks).
+    List {
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Dead-lettered tasks.
+    Dead {
+        #[command(subcommand)]
+        action: DeadAction,
+    },
+}
+
+/// What to do with dead-lettered tasks.
+#[derive(Debug, Subcommand)]
+pub enum DeadAction {
+    /// List them.
+    List {
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put them back in their queues (all of the topic, or the given guids).
+    Retry {
+        #[arg(long)]
+        topic: Option<String>,
+        guids: Vec<String>,
+    },
+    /// Drop them for good.
+    Purge {
+        #[arg(long)]
+        topic: Option<String>,
+        guids: Vec<String>,
+    },
+}
+
+/// Runs one client command and prints its reply as JSON.
+pub async fn run(client: &mut Client, command: ClientCommand) -> anyhow::Result<()> {
+    let request = match command {
+        ClientCommand::GetSize { topic } => json!({"type": "get_size", "topic": topic}),
+        ClientCommand::GetTask { topic, count } => {
+            json!({"type": "get_task", "topic": topic, "count": count})
+        }
+        ClientCommand::Put { file, topic } => {
+            let tasks = read_tasks(file, topic)?;
+            json!({"type": "put_task", "tasks": tasks})
+        }
+        ClientCommand::Ack { guids } => json!({"type": "ack", "guids": guids}),
+        ClientCommand::Nack {
+            guid,
+            permanent,
+            error,
+        } => {
+            json!({"type": "nack", "guid": guid, "retryable": !permanent, "error": error})
+        }
+        ClientCommand::Stats => json!({"type": "stats"}),
+        ClientCommand::Status { guid } => json!({"type": "task_status", "guid": guid}),
+        ClientCommand::List {
+            topic,
+            state,
+            limit,
+        } => {
+            json!({"type": "list_tasks", "topic": topic, "state": state, "limit": limit})
+        }
+        ClientCommand::Dead { action } => match action {
+            DeadAction::List { topic, limit } => {
+                json!({"type": "dead_list", "topic": topic, "limit": limit})
+            }
+            DeadAction::Retry { topic, guids } => {
+                json!({"type": "dead_retry", "topic": topic, "guids": guids})
+            }
+            DeadAction::Purge { topic, guids } => {
+                json!({"type": "dead_purge", "topic": topic, "guids": guids})
+            }
+        },
+    };
+    let reply = client.request(&request).await?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    Ok(())
+}
+
+/// Reads tasks from a JSON file or stdin.
+fn read_tasks(file: Option<PathBuf>, topic: Option<String>) -> anyhow::Result<Vec<NewTask>> {
+    let (text, origin) = match file.as_deref() {
+        None => (read_stdin()?, "stdin".to_owned()),
+        Some(path) if path.as_os_str() == "-" => (read_stdin()?, "stdin".to_owned()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            (text, path.display().to_string())
+        }
+    };
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{origin} is not valid json: {e}"))?;
+    let list = match value {
+        Value::Array(items) => items,
+        Value::Object(mut map) if map.contains_key("tasks") => match map.remove("tasks") {
+            Some(Value::Array(items)) => items,
+            _ => anyhow::bail!("{origin}: \"tasks\" must be a list"),
+        },
+        other => vec![other],
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let mut task: NewTask = serde_json::from_value(item)
+                .map_err(|e| anyhow::anyhow!("{origin}: task {i}: {e}"))?;
+            if task.topic.is_none() {
+                task.topic = topic.clone();
+            }
+            anyhow::ensure!(
+                task.topic.is_some(),
+                "{origin}: task {i} names no topic (give --topic)"
+            );
+            Ok(task)
+        })
+        .collect()
+}
+
+fn read_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    Ok(text)
+}

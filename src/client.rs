@@ -1,0 +1,180 @@
+//! A client of the broker's client endpoint, used by the CLI, the bench and tests.
+//!
+//! It speaks like a REQ socket (empty delimiter frame) from a DEALER, so that a
+//! request that gets no answer in time can be abandoned: the socket is then rebuilt
+//! (the "lazy pirate" pattern), since zmq.rs does not reconnect by itself.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use zeromq::prelude::*;
+use zeromq::{DealerSocket, SocketOptions, ZmqMessage};
+
+use crate::protocol::client::{AckReply, PutReply};
+use crate::protocol::{encode, Format};
+use crate::task::{NewTask, Task};
+
+/// A request that did not get a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {endpoint}: {message}")]
+    Connect { endpoint: String, message: String },
+    #[error("no reply from {endpoint} within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("socket error: {0}")]
+    Socket(String),
+    #[error("unreadable reply: {0}")]
+    Decode(String),
+    /// The broker answered with an error reply.
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+}
+
+/// One connection to the client endpoint.
+pub struct Client {
+    endpoint: String,
+    format: Format,
+    timeout: Duration,
+    socket: Option<DealerSocket>,
+}
+
+impl Client {
+    /// Connects to `endpoint`, speaking MessagePack.
+    pub async fn connect(endpoint: &str) -> Result<Client, ClientError> {
+        let mut client = Client {
+            endpoint: endpoint.to_owned(),
+            format: Format::MsgPack,
+            timeout: Duration::from_secs(10),
+            socket: None,
+        };
+        client.socket = Some(client.open().await?);
+        Ok(client)
+    }
+
+    /// Speaks JSON instead of MessagePack.
+    pub fn with_format(mut self, format: Format) -> Client {
+        self.format = format;
+        self
+    }
+
+    /// How long to wait for each reply.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn open(&self) -> Result<DealerSocket, ClientError> {
+        let mut options = SocketOptions::default();
+        options.connect_timeout(self.timeout);
+        let mut socket = DealerSocket::with_options(options);
+        socket
+            .connect(&self.endpoint)
+            .await
+            .map_err(|e| ClientError::Connect {
+                endpoint: self.endpoint.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(socket)
+    }
+
+    /// Sends raw body bytes and returns the raw reply body.
+    pub async fn request_raw(&mut self, body: Bytes) -> Result<Bytes, ClientError> {
+        let socket = match self.socket.as_mut() {
+            Some(socket) => socket,
+            None => self.socket.insert(self.open().await?),
+        };
+        let message = ZmqMessage::try_from(vec![Bytes::new(), body]).expect("two frames");
+        let exchange = async {
+            socket
+                .send(message)
+                .await
+                .map_err(|e| ClientError::Socket(e.to_string()))?;
+            let reply = socket
+                .recv()
+                .await
+                .map_err(|e| ClientError::Socket(e.to_string()))?;
+            reply
+                .into_vec()
+                .into_iter()
+                .rfind(|f| !f.is_empty())
+                .ok_or_else(|| ClientError::Decode("empty reply".into()))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(error)) => {
+                self.socket = None;
+                Err(error)
+            }
+            Err(_) => {
+                // The reply may still come on this socket; a fresh one cannot get it.
+                self.socket = None;
+                Err(ClientError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    timeout: self.timeout,
+                })
+            }
+        }
+    }
+
+    /// Sends one request and returns its reply; an error reply becomes
+    /// [`ClientError::Refused`].
+    pub async fn request(&mut self, request: &Value) -> Result<Value, ClientError> {
+        let reply = self.request_raw(encode(self.format, request)).await?;
+        // The broker answers in the request's encoding.
+        let value: Value = match self.format {
+            Format::Json => {
+                serde_json::from_slice(&reply).map_err(|e| ClientError::Decode(e.to_string()))?
+            }
+            Format::MsgPack => {
+                rmp_serde::from_slice(&reply).map_err(|e| ClientError::Decode(e.to_string()))?
+            }
+        };
+        if let (Some(message), Some(code)) = (value.get("error"), value.get("code")) {
+            return Err(ClientError::Refused {
+                code: code.as_str().unwrap_or_default().to_owned(),
+                message: message.as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Puts tasks; returns their guids once the broker has them on disk.
+    pub async fn put(&mut self, tasks: &[NewTask]) -> Result<Vec<String>, ClientError> {
+        let reply = self
+            .request(&json!({ "type": "put_task", "tasks": tasks }))
+            .await?;
+        let reply: PutReply =
+            serde_json::from_value(reply).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(reply.guids)
+    }
+
+    /// The seed's `get_task`: up to `count` tasks, leased until acked.
+    pub async fn get_task(&mut self, topic: &str, count: usize) -> Result<Vec<Task>, ClientError> {
+        let reply = self
+            .request(&json!({ "type": "get_task", "topic": topic, "count": count }))
+            .await?;
+        serde_json::from_value(reply).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The seed's `get_size`: the number of ready tasks, or `None` for an unknown topic.
+    pub async fn get_size(&mut self, topic: &str) -> Result<Option<u64>, ClientError> {
+        let reply = self
+            .request(&json!({ "type": "get_size", "topic": topic }))
+            .await?;
+        Ok(reply.as_u64())
+    }
+
+    /// Ends leases taken with `get_task`.
+    pub async fn ack(&mut self, guids: &[String]) -> Result<AckReply, ClientError> {
+        let reply = self
+            .request(&json!({ "type": "ack", "guids": guids }))
+            .await?;
+        serde_json::from_value(reply).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Per-topic and per-worker counters.
+    pub async fn stats(&mut self) -> Result<Value, ClientError> {
+        self.request(&json!({ "type": "stats" })).await
+    }
+}

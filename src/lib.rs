@@ -1,0 +1,14 @@
+//! taskbus: a ZeroMQ message bus for crawl pipelines and APK channel packaging.
+
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod logging;
+pub mod net;
+pub mod protocol;
+pub mod run;
+pub mod stages;
+pub mod store;
+pub mod task;
+pub mod worker;

@@ -1,0 +1,47 @@
+//! Endpoint helpers: binding with a clear error, and clearing a stale `ipc://`
+//! socket file (zmq.rs refuses to bind over one that a crashed process left).
+
+use zeromq::Socket;
+
+use crate::broker::BrokerError;
+
+/// Binds `socket` to `endpoint` and returns the endpoint actually bound (port 0
+/// resolved).
+pub async fn bind<S: Socket>(
+    socket: &mut S,
+    role: &'static str,
+    endpoint: &str,
+) -> Result<String, BrokerError> {
+    let error = |message: String| BrokerError::Bind {
+        role,
+        endpoint: endpoint.to_owned(),
+        message,
+    };
+    if let Some(path) = endpoint.strip_prefix("ipc://") {
+        clear_stale_ipc(std::path::Path::new(path)).map_err(error)?;
+    }
+    socket
+        .bind(endpoint)
+        .await
+        .map(|bound| bound.to_string())
+        .map_err(|e| error(e.to_string()))
+}
+
+/// Removes `path` if it is a socket file nobody listens on.
+fn clear_stale_ipc(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(format!("{} exists and is not a socket", path.display()));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(format!("{} is in use by a live process", path.display())),
+        Err(_) => {
+            log::info!("removing stale ipc socket {}", path.display());
+            std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))
+        }
+    }
+}

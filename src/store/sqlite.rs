@@ -1,0 +1,376 @@
+//! The durable store: one SQLite file (bundled SQLite, WAL mode) under `data_dir`,
+//! written by one thread that commits each batch in one transaction.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{compact, HistoryRecord, StoreOp, StoredState, TaskRecord};
+use crate::config::{StoreConfig, Synchronous};
+
+/// A store that cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data_dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: task {guid} has an unreadable body: {message}")]
+    Body {
+        path: PathBuf,
+        guid: String,
+        message: String,
+    },
+}
+
+/// What the broker restores at start-up.
+pub struct Loaded {
+    pub tasks: Vec<TaskRecord>,
+    pub history: Vec<HistoryRecord>,
+    /// Scheduled total tasks, as the JSON the scheduler saved.
+    pub schedule: Vec<serde_json::Value>,
+}
+
+/// An open store file.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Connection,
+    history_per_topic: usize,
+    finished_since_compaction: usize,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY,
+    guid TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    timeout REAL,
+    max_retry INTEGER,
+    last_error TEXT,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    guid TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    finished_at_ms INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS history_by_topic ON history (topic, id);
+CREATE TABLE IF NOT EXISTS schedule (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deletions (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+";
+
+/// How many finished tasks between two trims of the history table.
+const COMPACT_EVERY: usize = 10_000;
+
+impl SqliteStore {
+    /// Opens (or creates) `data_dir/broker.sqlite3`.
+    pub fn open(config: &StoreConfig) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let path = config.data_dir.join("broker.sqlite3");
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        let synchronous = match config.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", synchronous)
+            .map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        // A second broker on the same file would hand out the same tasks twice.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(sqlite)?;
+        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(sqlite)?;
+        if check != "ok" {
+            return Err(sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("integrity check failed: {check}")),
+            )));
+        }
+        Ok(SqliteStore {
+            path,
+            conn,
+            history_per_topic: config.history_per_topic,
+            finished_since_compaction: 0,
+        })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads every task (in arrival order), the history and the schedule.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms
+                 FROM tasks ORDER BY seq",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<f64>>(5)?,
+                    r.get::<_, Option<u32>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?;
+        let mut tasks = Vec::new();
+        for row in rows {
+            let (guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms) =
+                row.map_err(|e| self.sqlite(e))?;
+            let body = rmp_serde::from_slice(&body).map_err(|e| StoreError::Body {
+                path: self.path.clone(),
+                guid: guid.clone(),
+                message: e.to_string(),
+            })?;
+            let state = match state.as_str() {
+                "dead" => StoredState::Dead,
+                "leased" => StoredState::Leased,
+                _ => StoredState::Ready,
+            };
+            tasks.push(TaskRecord {
+                guid,
+                topic,
+                body,
+                attempt,
+                state,
+                timeout,
+                max_retry,
+                last_error,
+                created_at_ms,
+            });
+        }
+        let mut statement = self
+            .conn
+            .prepare("SELECT guid, topic, outcome, attempt, finished_at_ms, error FROM history ORDER BY id")
+            .map_err(|e| self.sqlite(e))?;
+        let history = statement
+            .query_map([], |r| {
+                Ok(HistoryRecord {
+                    guid: r.get(0)?,
+                    topic: r.get(1)?,
+                    outcome: r.get(2)?,
+                    attempt: r.get(3)?,
+                    finished_at_ms: r.get(4)?,
+                    error: r.get(5)?,
+                })
+            })
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| self.sqlite(e))?;
+        let mut statement = self
+            .conn
+            .prepare("SELECT spec FROM schedule ORDER BY id")
+            .map_err(|e| self.sqlite(e))?;
+        let schedule = statement
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| self.sqlite(e))?
+            .into_iter()
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect();
+        Ok(Loaded {
+            tasks,
+            history,
+            schedule,
+        })
+    }
+
+    /// Writes one batch in one transaction.
+    pub fn commit(&mut self, ops: Vec<StoreOp>) -> Result<(), rusqlite::Error> {
+        let ops = compact(ops);
+        let tx = self.conn.transaction()?;
+        let mut finished = 0;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO tasks (guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (guid) DO UPDATE SET topic = ?2, body = ?3, attempt = ?4, state = ?5,
+                     timeout = ?6, max_retry = ?7, last_error = ?8",
+            )?;
+            let mut set_state =
+                tx.prepare_cached("UPDATE tasks SET state = ?2, attempt = ?3, last_error = coalesce(?4, last_error) WHERE guid = ?1")?;
+            let mut delete = tx.prepare_cached("DELETE FROM tasks WHERE guid = ?1")?;
+            let mut history = tx.prepare_cached(
+                "INSERT INTO history (guid, topic, outcome, attempt, finished_at_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut put_schedule =
+                tx.prepare_cached("INSERT OR REPLACE INTO schedule (id, spec) VALUES (?1, ?2)")?;
+            let mut drop_schedule = tx.prepare_cached("DELETE FROM schedule WHERE id = ?1")?;
+            let mut deletion =
+                tx.prepare_cached("INSERT INTO deletions (task_id, record) VALUES (?1, ?2)")?;
+            for op in ops {
+                match op {
+                    StoreOp::Upsert(r) => {
+                        let body = rmp_serde::to_vec_named(&r.body)
+                            .expect("json values encode as msgpack");
+                        upsert.execute(params![
+                            r.guid,
+                            r.topic,
+                            body,
+                            r.attempt,
+                            r.state.as_str(),
+                            r.timeout,
+                            r.max_retry,
+                            r.last_error,
+                            r.created_at_ms
+                        ])?;
+                    }
+                    StoreOp::SetState {
+                        guid,
+                        state,
+                        attempt,
+                        last_error,
+                    } => {
+                        set_state.execute(params![guid, state.as_str(), attempt, last_error])?;
+                    }
+                    StoreOp::Finish(h) => {
+                        delete.execute(params![h.guid])?;
+                        history.execute(params![
+                            h.guid,
+                            h.topic,
+                            h.outcome,
+                            h.attempt,
+                            h.finished_at_ms,
+                            h.error
+                        ])?;
+                        finished += 1;
+                    }
+                    StoreOp::Delete { guid } => {
+                        delete.execute(params![guid])?;
+                    }
+                    StoreOp::PutSchedule { id, spec } => {
+                        put_schedule.execute(params![id, spec.to_string()])?;
+                    }
+                    StoreOp::DropSchedule { id, record } => {
+                        drop_schedule.execute(params![id])?;
+                        deletion.execute(params![id, record.to_string()])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        self.finished_since_compaction += finished;
+        if self.finished_since_compaction >= COMPACT_EVERY {
+            self.finished_since_compaction = 0;
+            self.trim_history()?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the newest `history_per_topic` lines of each topic.
+    fn trim_history(&self) -> Result<(), rusqlite::Error> {
+        self.conn.execute(
+            "DELETE FROM history WHERE id IN (
+                 SELECT id FROM (
+                     SELECT id, row_number() OVER (PARTITION BY topic ORDER BY id DESC) AS n FROM history
+                 ) WHERE n > ?1)",
+            params![self.history_per_topic as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Number of task rows (tests and the bench).
+    pub fn count_tasks(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM tasks", [], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|n| n.unwrap_or(0) as u64)
+            .map_err(|e| self.sqlite(e))
+    }
+}
+
+/// The thread that commits batches, so the broker's loop never waits on the disk.
+pub struct StoreWriter {
+    tx: std_mpsc::Sender<(u64, Vec<StoreOp>)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StoreWriter {
+    /// Starts the thread; `done(batch, result)` is called after each commit.
+    pub fn spawn(
+        mut store: SqliteStore,
+        done: impl Fn(u64, Result<(), String>) + Send + 'static,
+    ) -> StoreWriter {
+        let (tx, rx) = std_mpsc::channel::<(u64, Vec<StoreOp>)>();
+        let thread = std::thread::Builder::new()
+            .name("taskbus-store".into())
+            .spawn(move || {
+                for (batch, ops) in rx {
+                    let result = store
+                        .commit(ops)
+                        .map_err(|e| format!("{}: {e}", store.path.display()));
+                    done(batch, result);
+                }
+            })
+            .expect("spawn the store thread");
+        StoreWriter {
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a batch for commit.
+    pub fn submit(&self, batch: u64, ops: Vec<StoreOp>) {
+        if self.tx.send((batch, ops)).is_err() {
+            log::error!("store thread is gone; batch {batch} not written");
+        }
+    }
+
+    /// Stops the thread after the queued batches are written.
+    pub fn close(mut self) {
+        let (tx, _) = std_mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

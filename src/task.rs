@@ -1,0 +1,102 @@
+//! The task as it travels on the wire: the seed's `local_task` envelope
+//! (`topic`, `guid`, `body`) plus the broker's delivery fields.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A task handed to a worker or returned by `get_task`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub guid: String,
+    pub topic: String,
+    #[serde(default)]
+    pub body: Value,
+    /// 1 for the first delivery, 2 for the first retry, and so on.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Lease length in seconds for this task; `None` uses the topic's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    /// Retry limit for this task; `None` uses the topic's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry: Option<u32>,
+}
+
+/// A task as a producer or a worker's DONE offers it: the broker assigns what is missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guid: Option<String>,
+    #[serde(default)]
+    pub body: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry: Option<u32>,
+}
+
+impl NewTask {
+    /// A task for `topic` with `body` and nothing else set.
+    pub fn new(topic: impl Into<String>, body: Value) -> Self {
+        NewTask {
+            topic: Some(topic.into()),
+            body,
+            ..NewTask::default()
+        }
+    }
+
+    /// The seed's `body.callback.topic`, when it names a topic.
+    pub fn callback_topic(&self) -> Option<&str> {
+        self.body
+            .get("callback")
+            .and_then(|c| c.get("topic"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// A fresh random guid for a task that came without one.
+pub fn new_guid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The guid of the `index`-th task produced by `parent`. Deterministic, so that a
+/// redelivered task that produces the same output does not enqueue it twice.
+pub fn child_guid(parent: &str, index: usize) -> String {
+    format!("{parent}/{index}")
+}
+
+/// The guid a derived guid descends from (the part before the first `/`).
+pub fn root_guid(guid: &str) -> &str {
+    guid.split('/').next().unwrap_or(guid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn callback_topic_is_read_from_the_seed_envelope() {
+        let task = NewTask::new("jm_crawl", json!({"callback": {"topic": "parsing"}}));
+        assert_eq!(task.callback_topic(), Some("parsing"));
+        let task = NewTask::new("jm_crawl", json!({"callback": {"topic": ""}}));
+        assert_eq!(task.callback_topic(), None);
+    }
+
+    #[test]
+    fn child_guids_are_deterministic_and_keep_their_root() {
+        let child = child_guid(&child_guid("abc", 0), 3);
+        assert_eq!(child, "abc/0/3");
+        assert_eq!(root_guid(&child), "abc");
+    }
+
+    #[test]
+    fn new_task_rejects_unknown_keys() {
+        let err = serde_json::from_value::<NewTask>(json!({"topic": "t", "bdy": {}})).unwrap_err();
+        assert!(err.to_string().contains("bdy"));
+    }
+}

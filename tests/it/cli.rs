@@ -1,0 +1,1 @@
+//! The binaries as a user runs them.

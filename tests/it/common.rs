@@ -1,0 +1,141 @@
+//! Brokers and workers started in-process on port 0, and small waiting helpers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use taskbus::broker::{Broker, Endpoints};
+use taskbus::client::Client;
+use taskbus::config::{Config, StoreKind};
+use taskbus::worker::{self, Stage, WorkerOptions, WorkerSummary};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A configuration for tests: loopback port 0, memory store, fast heartbeats.
+pub fn config(edit: impl FnOnce(&mut Config)) -> Arc<Config> {
+    let mut config = Config::default();
+    config.broker.client_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.worker_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.events_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.heartbeat_interval_secs = 0.1;
+    config.store.kind = StoreKind::Memory;
+    config.worker.reconnect_min_secs = 0.05;
+    config.worker.reconnect_max_secs = 0.4;
+    config.worker.shutdown_grace_secs = 2.0;
+    edit(&mut config);
+    Arc::new(config)
+}
+
+/// A broker running in this process.
+pub struct TestBroker {
+    pub endpoints: Endpoints,
+    pub config: Arc<Config>,
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl TestBroker {
+    pub async fn start(config: Arc<Config>) -> TestBroker {
+        let broker = Broker::bind(config.clone()).await.expect("broker binds");
+        let endpoints = broker.endpoints().clone();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move { broker.run(token).await.expect("broker runs") });
+        TestBroker {
+            endpoints,
+            config,
+            stop,
+            handle,
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.endpoints.client)
+            .await
+            .expect("client connects")
+    }
+
+    /// Stops the broker and waits until it has released its sockets.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.handle.await.expect("broker task");
+    }
+
+    /// Options for a worker of this broker.
+    pub fn worker_options(&self, stage: &str, topics: &[&str], capacity: u32) -> WorkerOptions {
+        let mut options = WorkerOptions::from_config(
+            &self.config,
+            stage,
+            topics.iter().map(|t| t.to_string()).collect(),
+            capacity,
+        );
+        options.endpoint = self.endpoints.worker.clone();
+        options
+    }
+}
+
+/// A worker runtime running in this process.
+pub struct TestWorker {
+    stop: CancellationToken,
+    handle: JoinHandle<WorkerSummary>,
+}
+
+impl TestWorker {
+    pub fn start(options: WorkerOptions, stage: Arc<dyn Stage>) -> TestWorker {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(worker::run(options, stage, stop.clone()));
+        TestWorker { stop, handle }
+    }
+
+    pub async fn stop(self) -> WorkerSummary {
+        self.stop.cancel();
+        self.handle.await.expect("worker task")
+    }
+}
+
+/// Asks the broker until `check` holds on the `stats` reply (each try is a round
+/// trip, not a sleep); panics after `limit`.
+pub async fn until_stats(
+    client: &mut Client,
+    limit: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let stats = client.stats().await.expect("stats");
+        if check(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}; last stats: {stats}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Takes tasks from `topic` with `get_task` until one comes (or panics after `limit`).
+pub async fn take_one(client: &mut Client, topic: &str, limit: Duration) -> taskbus::task::Task {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut tasks = client.get_task(topic, 1).await.expect("get_task");
+        if let Some(task) = tasks.pop() {
+            return task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no task on {topic} within {limit:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The number of registered workers in a `stats` reply.
+pub fn n_workers(stats: &Value) -> usize {
+    stats["workers"].as_array().map_or(0, Vec::len)
+}
+
+/// A counter of one topic in a `stats` reply.
+pub fn topic_count(stats: &Value, topic: &str, counter: &str) -> u64 {
+    stats["topics"][topic][counter].as_u64().unwrap_or(0)
+}

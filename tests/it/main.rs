@@ -1,0 +1,15 @@
+//! The integration tests: one binary, one module per area.
+//!
+//! - `common`: starting brokers and workers in-process on port 0.
+//! - `client_api`: the seed's get_task/get_size and the admin verbs, in JSON and MessagePack.
+//! - `bad_input`: malformed frames and bodies get error replies; the broker keeps serving.
+//! - `workers`: credit, DONE routing, FAIL and retries, dead workers, reconnects.
+//! - `python`: the seed's Python clients and a Python worker against the broker.
+//! - `cli`: the binaries as a user runs them.
+
+mod bad_input;
+mod cli;
+mod client_api;
+mod common;
+mod python;
+mod workers;
