@@ -1,1 +1,56 @@
-fn main() {}
+//! `taskbus-bench`: measured runs of example pipelines.
+
+use clap::{Parser, Subcommand};
+use taskbus::bench::{self, hop::HopArgs};
+use taskbus::cli::exit_with;
+
+#[derive(Parser)]
+#[command(name = "taskbus-bench", version, about = "taskbus benchmarks")]
+struct Cli {
+    /// Level of the log lines on stderr.
+    #[arg(long, default_value = "warn", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// One hop: put -> echo worker -> DONE, through a broker over loopback TCP.
+    Hop(HopArgs),
+    /// Channel packages of a mother APK, side by side with a plain copy.
+    Package(taskbus::bench::package::PackageBenchArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = real_main(cli).await {
+        exit_with(error);
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let level = cli
+        .log_level
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown log level \"{}\"", cli.log_level))?;
+    fern::Dispatch::new()
+        .level(level)
+        .chain(std::io::stderr())
+        .apply()?;
+    match cli.mode {
+        Mode::Hop(args) => {
+            let report = bench::hop::run(&args).await?;
+            println!("{}", bench::hop::summary(&report));
+            if let Some(path) = &args.json {
+                bench::write_json(path, &report)?;
+            }
+        }
+        Mode::Package(args) => {
+            // It prints its own summary and writes --json itself.
+            tokio::task::spawn_blocking(move || taskbus::bench::package::run(&args)).await??;
+        }
+    }
+    Ok(())
+}

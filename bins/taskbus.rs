@@ -35,6 +35,11 @@ struct Cli {
 enum Command {
     /// Start the broker and every [[workers]] entry in one process.
     Run,
+    /// Write or read the channel of an APK by hand.
+    Apk {
+        #[command(subcommand)]
+        command: taskbus::apk::cli::ApkCommand,
+    },
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -63,6 +68,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             running.stop().await
         }
+        Command::Apk { command } => taskbus::apk::cli::run(command),
         Command::Client(command) => {
             let config = cli.common.load_config()?;
             let endpoint = cli

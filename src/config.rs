@@ -199,6 +199,11 @@ pub struct WorkerSpec {
     pub next_topic: Option<String>,
 }
 
+/// A duration in seconds must be a finite number above zero.
+fn positive(secs: f64) -> bool {
+    secs.is_finite() && secs > 0.0
+}
+
 fn default_capacity() -> u32 {
     16
 }
@@ -245,28 +250,28 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         let b = &self.broker;
-        if !(b.heartbeat_interval_secs > 0.0) {
+        if !positive(b.heartbeat_interval_secs) {
             return Err("broker.heartbeat_interval_secs: must be > 0".into());
         }
         if b.heartbeat_liveness == 0 {
             return Err("broker.heartbeat_liveness: must be >= 1".into());
         }
-        if !(b.lease_timeout_secs > 0.0) {
+        if !positive(b.lease_timeout_secs) {
             return Err("broker.lease_timeout_secs: must be > 0".into());
         }
-        if !(b.send_timeout_secs > 0.0) {
+        if !positive(b.send_timeout_secs) {
             return Err("broker.send_timeout_secs: must be > 0".into());
         }
         if b.max_get_count == 0 {
             return Err("broker.max_get_count: must be >= 1".into());
         }
         for (name, topic) in &self.topics {
-            if topic.lease_timeout_secs.is_some_and(|s| !(s > 0.0)) {
+            if topic.lease_timeout_secs.is_some_and(|s| !positive(s)) {
                 return Err(format!("topics.{name}.lease_timeout_secs: must be > 0"));
             }
         }
         let w = &self.worker;
-        if !(w.reconnect_min_secs > 0.0) || w.reconnect_max_secs < w.reconnect_min_secs {
+        if !positive(w.reconnect_min_secs) || w.reconnect_max_secs < w.reconnect_min_secs {
             return Err("worker.reconnect_min_secs/reconnect_max_secs: need 0 < min <= max".into());
         }
         for (i, spec) in self.workers.iter().enumerate() {

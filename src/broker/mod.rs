@@ -210,7 +210,13 @@ impl Broker {
                 },
             ));
         }
+        let told_workers = !out.to_workers.is_empty();
         io.flush(&mut core, out).await;
+        if told_workers {
+            // zmq.rs has no linger: give the writer tasks a moment to put the
+            // DISCONNECTs on the wire before the sockets go.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         // Let the last batch reach the disk before the process goes.
         while io.commits.busy() {
             match event_rx.recv().await {
