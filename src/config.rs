@@ -41,6 +41,7 @@ pub struct Config {
     /// Per-topic settings; a topic named here is known to the broker from the start.
     pub topics: BTreeMap<String, TopicConfig>,
     pub store: StoreConfig,
+    pub scheduler: crate::scheduler::SchedulerConfig,
     pub log: LogConfig,
     pub worker: WorkerConfig,
     /// The workers that `taskbus run` starts inside its own process.
@@ -270,6 +271,7 @@ impl Config {
                 return Err(format!("topics.{name}.lease_timeout_secs: must be > 0"));
             }
         }
+        self.scheduler.validate().map_err(|e| e.to_string())?;
         let w = &self.worker;
         if !positive(w.reconnect_min_secs) || w.reconnect_max_secs < w.reconnect_min_secs {
             return Err("worker.reconnect_min_secs/reconnect_max_secs: need 0 < min <= max".into());

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod net;
 pub mod protocol;
 pub mod run;
+pub mod scheduler;
 pub mod stages;
 pub mod store;
 pub mod task;

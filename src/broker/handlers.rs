@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::schedule::Scheduling;
 use super::state::{Holder, State};
 use super::workers::{peer_name, WorkerEntry};
 use crate::config::Config;
@@ -44,7 +45,7 @@ pub struct Core {
     pub state: State,
     /// Set while shutting down or after a store failure: new work is refused.
     pub refuse_work: Option<ProtocolError>,
-    pub schedule: Option<Box<dyn ScheduleVerbs + Send>>,
+    pub schedule: Option<Scheduling>,
 }
 
 impl Core {
@@ -169,6 +170,7 @@ impl Core {
             ClientRequest::Stats => Ok(json!({
                 "topics": state.topic_stats(),
                 "workers": state.workers.stats(now),
+                "scheduler": self.schedule.as_ref().map(Scheduling::stats),
             })),
             ClientRequest::DeadList { topic, limit } => {
                 let guids = state.dead_guids(topic.as_deref());

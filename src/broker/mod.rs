@@ -5,6 +5,7 @@
 //! Invariant: a send that returns `Ok` proves nothing; only DONE/ack ends a lease.
 
 pub mod handlers;
+pub mod schedule;
 pub mod state;
 pub mod workers;
 
@@ -24,6 +25,7 @@ use crate::protocol::{code, encode, Format, ProtocolError};
 use crate::store::sqlite::{SqliteStore, StoreWriter};
 use crate::store::StoreOp;
 use handlers::{Core, Outbox};
+use schedule::{Clock, Scheduling, SystemClock};
 use state::State;
 
 /// Why the broker could not start or stopped.
@@ -65,6 +67,7 @@ pub struct Broker {
     events: PubSocket,
     endpoints: Endpoints,
     store: Option<SqliteStore>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Broker {
@@ -91,7 +94,14 @@ impl Broker {
             events,
             endpoints,
             store,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Reads scheduler time from `clock` instead of the system clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Broker {
+        self.clock = clock;
+        self
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -102,6 +112,7 @@ impl Broker {
     /// flush, and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
         let Broker {
+            clock,
             config,
             client,
             worker,
@@ -127,6 +138,7 @@ impl Broker {
         );
 
         let mut state = State::new(config.clone(), store.is_some());
+        let mut saved_schedule = Vec::new();
         let writer = match store {
             Some(store) => {
                 let loaded = store
@@ -143,6 +155,7 @@ impl Broker {
                 for record in loaded.history {
                     state.restore_history(record);
                 }
+                saved_schedule = loaded.schedule;
                 let tx = event_tx.clone();
                 Some(StoreWriter::spawn(store, move |batch, result| {
                     let _ = tx.blocking_send(Event::Committed { batch, result });
@@ -166,12 +179,23 @@ impl Broker {
             released: Vec::new(),
         };
         let mut core = Core::new(config.clone(), state);
+        core.schedule = Some(Scheduling::new(
+            config.scheduler.clone(),
+            clock,
+            saved_schedule,
+        ));
+        let mut schedule_check: Option<Instant> = None;
         let mut heartbeat = tokio::time::interval(config.broker.heartbeat_interval());
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         loop {
             let mut out = Outbox::default();
             let lease_deadline = core.state.next_deadline();
+            // Absolute, so that a stream of requests cannot keep pushing the check away.
+            if let Some(schedule) = core.schedule.as_ref() {
+                let next = Instant::now() + schedule.next_check_in();
+                schedule_check = Some(schedule_check.map_or(next, |at: Instant| at.min(next)));
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -188,6 +212,12 @@ impl Broker {
                 _ = heartbeat.tick() => core.on_heartbeat_tick(Instant::now(), &mut out),
                 _ = sleep_until_opt(lease_deadline) => {
                     core.state.expire_leases(Instant::now());
+                }
+                _ = sleep_until_opt(schedule_check) => {
+                    schedule_check = None;
+                    if let Some(schedule) = core.schedule.as_mut() {
+                        schedule.tick(&mut core.state);
+                    }
                 }
             }
             io.flush(&mut core, out).await;

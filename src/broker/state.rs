@@ -113,6 +113,11 @@ impl State {
         std::mem::take(&mut self.journal)
     }
 
+    /// Adds an operation of another owner (the scheduler) to this round's journal.
+    pub fn journal_op(&mut self, op: StoreOp) {
+        self.record(|| op);
+    }
+
     fn record(&mut self, op: impl FnOnce() -> StoreOp) {
         if self.durable {
             self.journal.push(op());

@@ -17,7 +17,7 @@ pub fn config(edit: impl FnOnce(&mut Config)) -> Arc<Config> {
     config.broker.client_endpoint = "tcp://127.0.0.1:0".into();
     config.broker.worker_endpoint = "tcp://127.0.0.1:0".into();
     config.broker.events_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.heartbeat_interval_secs = 0.1;
+    config.broker.heartbeat_interval_secs = 0.25;
     config.store.kind = StoreKind::Memory;
     config.worker.reconnect_min_secs = 0.05;
     config.worker.reconnect_max_secs = 0.4;
@@ -36,7 +36,18 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start(config: Arc<Config>) -> TestBroker {
-        let broker = Broker::bind(config.clone()).await.expect("broker binds");
+        Self::start_with_clock(config, None).await
+    }
+
+    /// Starts a broker whose scheduler reads `clock`.
+    pub async fn start_with_clock(
+        config: Arc<Config>,
+        clock: Option<Arc<dyn taskbus::broker::schedule::Clock>>,
+    ) -> TestBroker {
+        let mut broker = Broker::bind(config.clone()).await.expect("broker binds");
+        if let Some(clock) = clock {
+            broker = broker.with_clock(clock);
+        }
         let endpoints = broker.endpoints().clone();
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -127,6 +138,34 @@ pub async fn take_one(client: &mut Client, topic: &str, limit: Duration) -> task
             "no task on {topic} within {limit:?}"
         );
         tokio::task::yield_now().await;
+    }
+}
+
+/// A configuration with the SQLite store in `dir`.
+pub fn durable_config(dir: &std::path::Path, edit: impl FnOnce(&mut Config)) -> Arc<Config> {
+    config(|c| {
+        c.store.kind = StoreKind::Sqlite;
+        c.store.data_dir = dir.to_owned();
+        edit(c)
+    })
+}
+
+/// A port free at the time of the call, for tests that restart a broker in place.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fixed endpoints on three free ports.
+pub fn fixed_endpoints() -> impl Fn(&mut Config) + Copy {
+    let (client, worker, events) = (free_port(), free_port(), free_port());
+    move |c: &mut Config| {
+        c.broker.client_endpoint = format!("tcp://127.0.0.1:{client}");
+        c.broker.worker_endpoint = format!("tcp://127.0.0.1:{worker}");
+        c.broker.events_endpoint = format!("tcp://127.0.0.1:{events}");
     }
 }
 

@@ -11,5 +11,7 @@ mod bad_input;
 mod cli;
 mod client_api;
 mod common;
+mod durable;
 mod python;
+mod scheduler;
 mod workers;

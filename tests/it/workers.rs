@@ -16,7 +16,7 @@ use zeromq::util::PeerIdentity;
 use zeromq::{DealerSocket, SocketOptions, ZmqMessage};
 
 use crate::common::{
-    config, n_workers, take_one, topic_count, until_stats, TestBroker, TestWorker,
+    config, fixed_endpoints, n_workers, take_one, topic_count, until_stats, TestBroker, TestWorker,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -162,10 +162,24 @@ async fn a_silent_worker_is_declared_dead_and_its_task_handed_on() {
         .await
         .unwrap()
         .remove(0);
-    // The zombie gets the task (proof that it held the lease), then goes silent.
-    let frames: Vec<Bytes> = zombie.recv().await.unwrap().into_vec();
-    let message: Value = rmp_serde::from_slice(frames.last().unwrap()).unwrap();
-    assert_eq!(message["type"], "task");
+    // The zombie heartbeats until it gets the task (proof that it holds the lease),
+    // then goes silent.
+    let mut beat = tokio::time::interval(Duration::from_millis(100));
+    let message = loop {
+        tokio::select! {
+            frames = zombie.recv() => {
+                let frames: Vec<Bytes> = frames.unwrap().into_vec();
+                let message: Value = rmp_serde::from_slice(frames.last().unwrap()).unwrap();
+                if message["type"] == "task" {
+                    break message;
+                }
+            }
+            _ = beat.tick() => {
+                let heartbeat = rmp_serde::to_vec_named(&json!({"type": "heartbeat"})).unwrap();
+                zombie.send(ZmqMessage::from(heartbeat)).await.unwrap();
+            }
+        }
+    };
     assert_eq!(message["tasks"][0]["guid"], guid.as_str());
 
     let mut options = broker.worker_options("echo", &["dying"], 4);
@@ -213,22 +227,9 @@ async fn a_stuck_worker_holds_only_its_credit_and_never_stalls_the_others() {
     broker.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn a_worker_reconnects_and_registers_again_after_the_broker_restarts() {
-    let (client_port, worker_port, events_port) = (free_port(), free_port(), free_port());
-    let fixed = move |c: &mut taskbus::config::Config| {
-        c.broker.client_endpoint = format!("tcp://127.0.0.1:{client_port}");
-        c.broker.worker_endpoint = format!("tcp://127.0.0.1:{worker_port}");
-        c.broker.events_endpoint = format!("tcp://127.0.0.1:{events_port}");
-    };
+    let fixed = fixed_endpoints();
     let first = TestBroker::start(config(fixed)).await;
     let mut options = first.worker_options("echo", &["restart_in"], 4);
     options.next_topic = Some("restart_out".into());
