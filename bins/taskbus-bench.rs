@@ -18,6 +18,8 @@ struct Cli {
 enum Mode {
     /// One hop: put -> echo worker -> DONE, through a broker over loopback TCP.
     Hop(HopArgs),
+    /// A link-following crawl through the four crawl stages, like `scrapy bench`.
+    Crawl(taskbus::bench::crawl::CrawlArgs),
     /// Channel packages of a mother APK, side by side with a plain copy.
     Package(taskbus::bench::package::PackageBenchArgs),
 }
@@ -43,6 +45,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Mode::Hop(args) => {
             let report = bench::hop::run(&args).await?;
             println!("{}", bench::hop::summary(&report));
+            if let Some(path) = &args.json {
+                bench::write_json(path, &report)?;
+            }
+        }
+        Mode::Crawl(args) => {
+            let report = bench::crawl::run(&args).await?;
+            println!("{}", serde_json::to_string(&report)?);
             if let Some(path) = &args.json {
                 bench::write_json(path, &report)?;
             }

@@ -36,7 +36,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        let _ = shutdown_signal().await;
         stop.cancel();
     });
     broker.run(shutdown).await?;

@@ -71,7 +71,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     for spec in &specs {
-        let stage = taskbus::stages::build(spec, &config)?;
+        let stage = taskbus::stages::build(spec, &config).await?;
         for _ in 0..spec.count {
             let mut options = WorkerOptions::from_config(
                 &config,
@@ -94,7 +94,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
     }
     tracker.close();
-    shutdown_signal().await;
+    let signal = shutdown_signal().await;
+    taskbus::cli::on_signal(signal, &config).await;
     shutdown.cancel();
     tracker.wait().await;
     Ok(())

@@ -57,13 +57,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let config = cli.common.setup()?;
             let shutdown = CancellationToken::new();
-            let running = taskbus::run::start(config).await?;
+            let running = taskbus::run::start(config.clone()).await?;
             eprintln!(
                 "taskbus running: clients {} workers {} events {} (Ctrl-C stops)",
                 running.endpoints.client, running.endpoints.worker, running.endpoints.events
             );
             tokio::select! {
-                _ = shutdown_signal() => {}
+                signal = shutdown_signal() => taskbus::cli::on_signal(signal, &config).await,
                 _ = shutdown.cancelled() => {}
             }
             running.stop().await

@@ -42,6 +42,9 @@ pub struct Config {
     pub topics: BTreeMap<String, TopicConfig>,
     pub store: StoreConfig,
     pub scheduler: crate::scheduler::SchedulerConfig,
+    pub crawl: crate::crawl::CrawlConfig,
+    pub storer: crate::storer::StorerConfig,
+    pub packager: crate::packager::PackagerConfig,
     pub log: LogConfig,
     pub worker: WorkerConfig,
     /// The workers that `taskbus run` starts inside its own process.
@@ -272,6 +275,10 @@ impl Config {
             }
         }
         self.scheduler.validate().map_err(|e| e.to_string())?;
+        self.storer.validate().map_err(|e| format!("storer: {e}"))?;
+        self.packager
+            .validate()
+            .map_err(|e| format!("packager: {e}"))?;
         let w = &self.worker;
         if !positive(w.reconnect_min_secs) || w.reconnect_max_secs < w.reconnect_min_secs {
             return Err("worker.reconnect_min_secs/reconnect_max_secs: need 0 < min <= max".into());

@@ -30,7 +30,7 @@ pub async fn start(config: Arc<Config>) -> anyhow::Result<Running> {
     let workers = TaskTracker::new();
     let workers_stop = CancellationToken::new();
     for spec in &config.workers {
-        let stage = crate::stages::build(spec, &config)?;
+        let stage = crate::stages::build(spec, &config).await?;
         for _ in 0..spec.count {
             let mut options = WorkerOptions::from_config(
                 &config,

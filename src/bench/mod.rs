@@ -1,6 +1,7 @@
 //! `taskbus-bench`: measured runs of example pipelines. Each mode starts what it
 //! needs in-process over loopback TCP and reports figures (and `--json PATH`).
 
+pub mod crawl;
 pub mod hop;
 pub mod package;
 

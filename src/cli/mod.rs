@@ -39,22 +39,41 @@ impl CommonArgs {
     }
 }
 
-/// Resolves when the process gets Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// The signal that asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+    /// SIGHUP: the seed's packager announces it (a `notice` UDP line) and exits
+    /// gracefully.
+    Hangup,
+}
+
+/// Resolves when the process gets Ctrl-C, SIGTERM or SIGHUP.
+pub async fn shutdown_signal() -> Signal {
+    use tokio::signal::unix::{signal, SignalKind};
+    let wait = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        _ = ctrl_c => log::info!("interrupt received, shutting down"),
-        _ = terminate => log::info!("SIGTERM received, shutting down"),
+    let signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+        _ = wait(SignalKind::terminate()) => Signal::Terminate,
+        _ = wait(SignalKind::hangup()) => Signal::Hangup,
+    };
+    log::info!("{signal:?} received, shutting down");
+    signal
+}
+
+/// What a binary does on a stop signal before it stops: on SIGHUP, the packager's
+/// `notice` line.
+pub async fn on_signal(signal: Signal, config: &Config) {
+    if signal == Signal::Hangup {
+        crate::packager::stage::on_hangup(config).await;
     }
 }
 

@@ -1,0 +1,94 @@
+//! What both intakes do around packaging: scripts.log lines, the `error` UDP line,
+//! deletion in debug mode, and in-process notice retries (bus mode).
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::notice::{NoticeNext, NoticeRecord};
+use super::package::PackageOutcome;
+use super::task::PackageTask;
+use super::udp::UdpLevel;
+use super::{now_ms, Packager, PackagerEvent};
+
+impl Packager {
+    /// Reports an attempt's outcome: scripts.log always; for a failure also the `error`
+    /// UDP line. `retry_at` (Unix seconds) when the task will be tried again.
+    pub(crate) async fn report(
+        &self,
+        task: &PackageTask,
+        outcome: &PackageOutcome,
+        retry_at: Option<i64>,
+    ) {
+        let path = outcome
+            .path
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |p| p.display().to_string());
+        if outcome.status.is_final() {
+            log::info!(target: "scripts", "{} status={} path={path} ok", task.describe(), outcome.status);
+            return;
+        }
+        let mut info = format!(
+            "{} code={} error_key={} message={} detail={}",
+            task.describe(),
+            outcome.status.code(),
+            outcome.status.key(),
+            outcome.status.message(),
+            outcome.detail
+        );
+        match retry_at {
+            Some(at) => {
+                info.push_str(&format!(" retry_at={at}"));
+                log::warn!(target: "scripts", "{info}");
+            }
+            None => log::error!(target: "scripts", "{info} given up"),
+        }
+        self.udp.send(UdpLevel::Error, &info).await;
+    }
+
+    /// `debug = true`: the package is deleted once uploaded, and nobody is told.
+    pub(crate) async fn delete_package(&self, path: &Path) {
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => {
+                log::info!(target: "scripts", "package={} uploaded and deleted (debug)", path.display());
+                self.emit(PackagerEvent::Deleted {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => log::error!("cannot delete {} (debug): {e}", path.display()),
+        }
+    }
+
+    /// Makes the first notice attempt; on failure keeps retrying in this process
+    /// (bus mode has no Redis list to keep the notice in).
+    pub(crate) async fn notify_in_process(&self, record: NoticeRecord) {
+        let next = self.notifier.attempt(record, &self.udp, &self.events).await;
+        if let NoticeNext::Retry(record) = next {
+            self.spawn_notice_retry(record);
+        }
+    }
+
+    fn spawn_notice_retry(&self, mut record: NoticeRecord) {
+        let notifier = self.notifier.clone();
+        let udp = self.udp.clone();
+        let events = self.events.clone();
+        let closing = self.closing.clone();
+        self.retries.spawn(async move {
+            loop {
+                let wait = Duration::from_millis((record.due_ms - now_ms()).max(0) as u64);
+                tokio::select! {
+                    _ = closing.cancelled() => {
+                        log::error!(target: "scripts",
+                            "{} notice to {} dropped at shutdown after {} attempts",
+                            record.task, record.url, record.attempts);
+                        return;
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                match notifier.attempt(record, &udp, &events).await {
+                    NoticeNext::Retry(next) => record = next,
+                    NoticeNext::Done | NoticeNext::GaveUp => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,192 @@
+//! Redis list operations that never lose an item: every item is, at every moment, in
+//! exactly one list (a ready list or this process's processing list).
+//!
+//! **Invariant:** an item leaves a processing list only by `ack` (done) or `hand_off`
+//! (atomically replaced by its next form in another list); on start, whatever is left
+//! in the processing lists goes back to the head of its ready list.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Client, ConnectionAddr, Direction, IntoConnectionInfo};
+use tokio_util::sync::CancellationToken;
+
+use super::config::PackagerConfig;
+use super::now_ms;
+
+/// Removes one `from_item` from `from`; only if it was there, pushes `to_item` to the
+/// tail of `to`. Returns 1 when moved, 0 when `from_item` was gone.
+const HAND_OFF: &str = r"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0";
+
+/// The Redis client of the seed's settings.
+pub fn redis_client(cfg: &PackagerConfig) -> redis::RedisResult<Client> {
+    let addr = ConnectionAddr::Tcp(cfg.redis_host.clone(), cfg.redis_port);
+    let info = addr.into_connection_info()?;
+    let mut settings = info.redis_settings().clone().set_db(cfg.redis_db);
+    if let Some(auth) = cfg
+        .redis_auth
+        .as_ref()
+        .map(|a| a.0.as_str())
+        .filter(|a| !a.is_empty())
+    {
+        settings = settings.set_password(auth);
+    }
+    Client::open(info.set_redis_settings(settings))
+}
+
+/// A connection of its own for one worker: a blocking pop holds its connection, so
+/// workers never share one. Reconnects by itself.
+pub async fn connect(
+    client: &Client,
+    cfg: &PackagerConfig,
+) -> redis::RedisResult<ConnectionManager> {
+    let block = Duration::from_secs_f64(cfg.redis_sleep_time);
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(block + Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_max_delay(Duration::from_secs(32));
+    client.get_connection_manager_with_config(config).await
+}
+
+/// Waits up to `timeout_s` for an item and moves it from the head of `ready` to the tail
+/// of `processing` in one step (BLMOVE).
+pub async fn take(
+    conn: &mut ConnectionManager,
+    ready: &str,
+    processing: &str,
+    timeout_s: f64,
+) -> redis::RedisResult<Option<String>> {
+    conn.blmove(
+        ready,
+        processing,
+        Direction::Left,
+        Direction::Right,
+        timeout_s,
+    )
+    .await
+}
+
+/// The item is done: removes it from `processing`.
+pub async fn ack(
+    conn: &mut ConnectionManager,
+    processing: &str,
+    item: &str,
+) -> redis::RedisResult<()> {
+    let removed: usize = conn.lrem(processing, 1, item).await?;
+    if removed == 0 {
+        log::warn!("item no longer in {processing} when acked");
+    }
+    Ok(())
+}
+
+/// Atomically replaces `from_item` in `from` by `to_item` at the tail of `to`.
+pub async fn hand_off(
+    conn: &mut ConnectionManager,
+    from: &str,
+    from_item: &str,
+    to: &str,
+    to_item: &str,
+) -> redis::RedisResult<bool> {
+    let moved: i64 = redis::Script::new(HAND_OFF)
+        .key(from)
+        .key(to)
+        .arg(from_item)
+        .arg(to_item)
+        .invoke_async(conn)
+        .await?;
+    if moved == 0 {
+        log::warn!("item no longer in {from}; not handed to {to}");
+    }
+    Ok(moved == 1)
+}
+
+/// Puts every item of `processing` back at the head of `ready`, in order. Run once at
+/// start, before any worker takes from `ready`.
+pub async fn requeue_all(
+    conn: &mut ConnectionManager,
+    processing: &str,
+    ready: &str,
+) -> redis::RedisResult<usize> {
+    let mut count = 0;
+    loop {
+        let moved: Option<String> = conn
+            .lmove(processing, ready, Direction::Right, Direction::Left)
+            .await?;
+        if moved.is_none() {
+            return Ok(count);
+        }
+        count += 1;
+    }
+}
+
+/// What `take_due` reports while it waits.
+pub trait DueWatcher {
+    /// Every item of `ready` was looked at and none is due before `due_ms`.
+    fn deferred(&self, ready: &str, due_ms: i64);
+}
+
+/// Takes the first item of `ready` whose due time (Unix ms, from `due_of`) has come.
+/// Items not yet due go back to the tail; after a full round without a due item, waits
+/// until the earliest is due (at most `sleep_s`). `None` on cancellation.
+pub async fn take_due(
+    conn: &mut ConnectionManager,
+    lists: (&str, &str),
+    due_of: impl Fn(&str) -> i64,
+    sleep_s: f64,
+    cancel: &CancellationToken,
+    watcher: &impl DueWatcher,
+) -> redis::RedisResult<Option<String>> {
+    let (ready, processing) = lists;
+    let mut round = Round::default();
+    loop {
+        let taken = tokio::select! {
+            _ = cancel.cancelled() => return Ok(None),
+            taken = take(conn, ready, processing, sleep_s) => taken?,
+        };
+        let Some(item) = taken else {
+            round = Round::default();
+            continue;
+        };
+        let due = due_of(&item);
+        if due <= now_ms() {
+            return Ok(Some(item));
+        }
+        hand_off(conn, processing, &item, ready, &item).await?;
+        if round.len.is_none() {
+            round.len = Some(conn.llen(ready).await?);
+        }
+        round.seen += 1;
+        round.earliest = round.earliest.min(due);
+        if round.seen >= round.len.unwrap_or(1) {
+            watcher.deferred(ready, round.earliest);
+            let wait_ms = (round.earliest - now_ms()).clamp(0, (sleep_s * 1000.0) as i64);
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+            }
+            round = Round::default();
+        }
+    }
+}
+
+/// One pass over a list of items that are not due yet.
+struct Round {
+    len: Option<usize>,
+    seen: usize,
+    earliest: i64,
+}
+
+impl Default for Round {
+    fn default() -> Self {
+        Self {
+            len: None,
+            seen: 0,
+            earliest: i64::MAX,
+        }
+    }
+}

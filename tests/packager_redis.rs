@@ -1,0 +1,421 @@
+//! Packager tests on the real Redis (127.0.0.1:6379; keys under a unique prefix per
+//! test): intake in the seed's format, resume after a crash, the retry queue and its
+//! `packet_timeout`, upload records, the notice queue, cancellation.
+
+mod packager_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use packager_support::*;
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+use taskbus::packager::intake::UploadRecord;
+use taskbus::packager::{
+    run_with, NoticeResult, PackageStatus, PackageTask, Packager, PackagerConfig, PackagerEvent,
+    StorageTarget,
+};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    events: broadcast::Receiver<PackagerEvent>,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(cfg: PackagerConfig) -> Running {
+    let packager = Arc::new(Packager::new(cfg).await.unwrap());
+    let events = packager.subscribe();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(run_with(packager, shutdown.clone()));
+    Running {
+        events,
+        shutdown,
+        handle,
+    }
+}
+
+impl Running {
+    /// Cancels and waits until every in-flight item is handled.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("run stops after cancel")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn list(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+    conn.lrange(key, 0, -1).await.unwrap()
+}
+
+async fn assert_lists_empty(conn: &mut redis::aio::MultiplexedConnection, cfg: &PackagerConfig) {
+    for key in [
+        cfg.redis_key.clone(),
+        cfg.redis_retry_key.clone(),
+        cfg.processing_key(),
+        cfg.upload_file_schedule_key.clone(),
+        cfg.upload_processing_key(),
+        cfg.notice_key.clone(),
+        cfg.notice_processing_key(),
+    ] {
+        assert_eq!(list(conn, &key).await, Vec::<String>::new(), "list {key}");
+    }
+}
+
+fn local_target(cfg: &mut PackagerConfig, dir: &std::path::Path) -> std::path::PathBuf {
+    let target = dir.join("uploaded");
+    cfg.storage_list = vec!["disk".into()];
+    cfg.storage_config.insert(
+        "disk".into(),
+        StorageTarget::Local {
+            path: target.clone(),
+            prefix: String::new(),
+        },
+    );
+    target
+}
+
+fn is_outcome(event: &PackagerEvent, status: PackageStatus) -> bool {
+    matches!(event, PackagerEvent::Outcome { status: s, .. } if *s == status)
+}
+
+#[tokio::test]
+async fn seed_task_is_packaged_uploaded_and_notified() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let target = local_target(&mut cfg, dir.path());
+    write_mother(&cfg, "fuhaoniuniu");
+    let mut server = notice_server(&[(200, "success")]).await;
+    let task = seed_task("fuhaoniuniu", json!(11), &server.url);
+    let _: () = conn.rpush(&cfg.redis_key, task.to_string()).await.unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    wait_for(&mut run.events, "delivered notice", |e| {
+        matches!(
+            e,
+            PackagerEvent::Notice {
+                result: NoticeResult::Delivered,
+                ..
+            }
+        )
+    })
+    .await;
+    run.stop().await;
+
+    let package = cfg.sdk_game_path.join("fuhaoniuniu/fuhaoniuniu_11.apk");
+    let uploaded = target.join("fuhaoniuniu/fuhaoniuniu_11.apk");
+    assert_eq!(
+        std::fs::read(uploaded).unwrap(),
+        std::fs::read(&package).unwrap()
+    );
+    let notice = server.next().await;
+    assert_eq!(field(&notice, "errorCode"), Some("201"));
+    assert_eq!(field(&notice, "filename"), Some("fuhaoniuniu"));
+    assert_eq!(field(&notice, "channel_version"), Some("1.0"));
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+#[tokio::test]
+async fn task_left_in_schedule_key_is_resumed() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    write_mother(&cfg, "game");
+    // What a worker killed mid-package leaves behind.
+    let task = seed_task("game", json!("c1"), "");
+    let _: () = conn
+        .rpush(cfg.processing_key(), task.to_string())
+        .await
+        .unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    let resumed = wait_for(
+        &mut run.events,
+        "resume",
+        |e| matches!(e, PackagerEvent::Resumed { list, .. } if *list == cfg.redis_key),
+    )
+    .await;
+    assert!(
+        matches!(resumed, PackagerEvent::Resumed { count: 1, .. }),
+        "{resumed:?}"
+    );
+    wait_for(&mut run.events, "package", |e| {
+        is_outcome(e, PackageStatus::Complete)
+    })
+    .await;
+    run.stop().await;
+    assert!(cfg.sdk_game_path.join("game/game_c1.apk").is_file());
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+#[tokio::test]
+async fn failure_is_pushed_to_the_retry_key_in_the_seed_format() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.log_post_time = 3600;
+    let socket = udp_receiver(&mut cfg).await;
+    let task = seed_task("absent", json!(12), "");
+    let _: () = conn.rpush(&cfg.redis_key, task.to_string()).await.unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    wait_for(&mut run.events, "retry queued", |e| {
+        matches!(e, PackagerEvent::RetryQueued { .. })
+    })
+    .await;
+    let (_, level, info) = parse_udp_line(&udp_line(&socket).await);
+    assert_eq!(level, "error");
+    assert!(info.contains("error_key=NO_APK"), "{info}");
+    run.stop().await;
+
+    let retry = list(&mut conn, &cfg.redis_retry_key).await;
+    assert_eq!(retry.len(), 1);
+    let pushed: Value = serde_json::from_str(&retry[0]).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let timeout = pushed["extend"]["packet_timeout"].as_i64().unwrap();
+    assert!(
+        (now + 3590..=now + 3600).contains(&timeout),
+        "{timeout} vs {now}"
+    );
+    assert_eq!(pushed["extend"]["error_key"], "NO_APK");
+    assert_eq!(pushed["extend"]["channel_version"], "1.0");
+    assert_eq!(pushed["channel_id"], json!(12));
+    assert_eq!(pushed["producer_note"], "kept as is");
+    assert_eq!(list(&mut conn, &cfg.processing_key()).await.len(), 0);
+    let _: () = conn.del(&cfg.redis_retry_key).await.unwrap();
+}
+
+#[tokio::test]
+async fn retry_is_taken_only_after_packet_timeout() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    write_mother(&cfg, "early");
+    write_mother(&cfg, "late");
+    let now = chrono::Utc::now().timestamp();
+    let late = PackageTask::from_value(seed_task("late", json!(1), ""))
+        .unwrap()
+        .with_failure(now + 3600, "NO_APK")
+        .to_json();
+    let early = PackageTask::from_value(seed_task("early", json!(1), ""))
+        .unwrap()
+        .with_failure(now - 1, "NO_APK")
+        .to_json();
+    let _: () = conn.rpush(&cfg.redis_retry_key, &late).await.unwrap();
+    let _: () = conn.rpush(&cfg.redis_retry_key, &early).await.unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    wait_for(&mut run.events, "early retry", |e| {
+        is_outcome(e, PackageStatus::Complete)
+    })
+    .await;
+    let deferred = wait_for(
+        &mut run.events,
+        "deferral",
+        |e| matches!(e, PackagerEvent::Deferred { list, .. } if *list == cfg.redis_retry_key),
+    )
+    .await;
+    assert!(
+        matches!(deferred, PackagerEvent::Deferred { due_ms, .. } if due_ms == (now + 3600) * 1000)
+    );
+    run.stop().await;
+
+    assert!(cfg.sdk_game_path.join("early/early_1.apk").is_file());
+    assert!(
+        !cfg.sdk_game_path.join("late/late_1.apk").exists(),
+        "not before packet_timeout"
+    );
+    assert_eq!(list(&mut conn, &cfg.redis_retry_key).await, vec![late]);
+    let _: () = conn.del(&cfg.redis_retry_key).await.unwrap();
+}
+
+#[tokio::test]
+async fn exhausted_retries_give_up_and_notify_the_failure() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.packet_retry_max = 1;
+    let mut server = notice_server(&[(200, "success")]).await;
+    let task = PackageTask::from_value(seed_task("absent", json!(5), &server.url))
+        .unwrap()
+        .with_failure(0, "NO_APK");
+    let _: () = conn
+        .rpush(&cfg.redis_retry_key, task.to_json())
+        .await
+        .unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    let gave_up = wait_for(&mut run.events, "give up", |e| {
+        matches!(e, PackagerEvent::GaveUp { .. })
+    })
+    .await;
+    assert!(matches!(
+        gave_up,
+        PackagerEvent::GaveUp {
+            status: PackageStatus::NoApk,
+            ..
+        }
+    ));
+    let notice = server.next().await;
+    assert_eq!(field(&notice, "errorCode"), Some("402"));
+    assert_eq!(field(&notice, "message"), Some("游戏母包不存在"));
+    run.stop().await;
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+#[tokio::test]
+async fn notice_queue_retries_until_success() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    write_mother(&cfg, "game");
+    let mut server = notice_server(&[(503, "busy"), (200, "error"), (200, "success")]).await;
+    let _: () = conn
+        .rpush(
+            &cfg.redis_key,
+            seed_task("game", json!(3), &server.url).to_string(),
+        )
+        .await
+        .unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    let delivered = wait_for(&mut run.events, "delivered notice", |e| {
+        matches!(
+            e,
+            PackagerEvent::Notice {
+                result: NoticeResult::Delivered,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(
+        matches!(delivered, PackagerEvent::Notice { attempt: 3, .. }),
+        "{delivered:?}"
+    );
+    run.stop().await;
+    for _ in 0..3 {
+        assert_eq!(field(&server.next().await, "channel_id"), Some("3"));
+    }
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+#[tokio::test]
+async fn notice_queue_gives_up_after_its_bound() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    write_mother(&cfg, "game");
+    let mut server = notice_server(&[(200, "fail")]).await;
+    let _: () = conn
+        .rpush(
+            &cfg.redis_key,
+            seed_task("game", json!(3), &server.url).to_string(),
+        )
+        .await
+        .unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    let gave_up = wait_for(&mut run.events, "notice given up", |e| {
+        matches!(e, PackagerEvent::NoticeGaveUp { .. })
+    })
+    .await;
+    assert!(matches!(
+        gave_up,
+        PackagerEvent::NoticeGaveUp { attempts: 3, .. }
+    ));
+    run.stop().await;
+    for _ in 0..3 {
+        server.next().await;
+    }
+    assert!(
+        server.requests.try_recv().is_err(),
+        "no attempt after the bound"
+    );
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+#[tokio::test]
+async fn upload_left_in_progress_is_resumed_and_notified() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let target = local_target(&mut cfg, dir.path());
+    let mut server = notice_server(&[(200, "success")]).await;
+    let package = dir.path().join("built/game_8.apk");
+    std::fs::create_dir_all(package.parent().unwrap()).unwrap();
+    std::fs::write(&package, mother_apk_bytes()).unwrap();
+    // What a worker killed mid-upload leaves behind.
+    let record = UploadRecord {
+        task: PackageTask::from_value(seed_task("game", json!(8), &server.url)).unwrap(),
+        path: package.clone(),
+        attempts: 0,
+        due_ms: 0,
+        done: Vec::new(),
+    };
+    let raw = serde_json::to_string(&record).unwrap();
+    let _: () = conn.rpush(cfg.upload_processing_key(), raw).await.unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    wait_for(&mut run.events, "upload", |e| {
+        matches!(e, PackagerEvent::Uploaded { .. })
+    })
+    .await;
+    assert_eq!(field(&server.next().await, "apk"), Some("game_8.apk"));
+    run.stop().await;
+    assert_eq!(
+        std::fs::read(target.join("game/game_8.apk")).unwrap(),
+        std::fs::read(&package).unwrap()
+    );
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+#[tokio::test]
+async fn cancel_ends_the_blocking_wait() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.redis_sleep_time = 60.0;
+    write_mother(&cfg, "game");
+    let mut run = start(cfg.clone()).await;
+    // Once one task is through, every other worker sits in its 60 s blocking pop.
+    let _: () = conn
+        .rpush(&cfg.redis_key, seed_task("game", json!(1), "").to_string())
+        .await
+        .unwrap();
+    wait_for(&mut run.events, "package", |e| {
+        is_outcome(e, PackageStatus::Complete)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    run.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
