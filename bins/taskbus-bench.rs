@@ -1,5 +1,9 @@
 //! `taskbus-bench`: measured runs of example pipelines.
 
+// glibc's malloc costs a fifth of the broker's time under load; mimalloc much less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use taskbus::bench::{self, hop::HopArgs};
 use taskbus::cli::exit_with;
@@ -18,6 +22,8 @@ struct Cli {
 enum Mode {
     /// One hop: put -> echo worker -> DONE, through a broker over loopback TCP.
     Hop(HopArgs),
+    /// Time for a broker to serve again with N ready tasks in its store.
+    Restart(taskbus::bench::restart::RestartArgs),
     /// A link-following crawl through the four crawl stages, like `scrapy bench`.
     Crawl(taskbus::bench::crawl::CrawlArgs),
     /// Channel packages of a mother APK, side by side with a plain copy.
@@ -45,6 +51,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Mode::Hop(args) => {
             let report = bench::hop::run(&args).await?;
             println!("{}", bench::hop::summary(&report));
+            if let Some(path) = &args.json {
+                bench::write_json(path, &report)?;
+            }
+        }
+        Mode::Restart(args) => {
+            let report = bench::restart::run(&args).await?;
+            println!("{}", bench::restart::summary(&report));
             if let Some(path) = &args.json {
                 bench::write_json(path, &report)?;
             }

@@ -1,5 +1,9 @@
 //! `taskbus-worker`: runs one or more stages as DEALER workers of a broker.
 
+// glibc's malloc costs a fifth of the broker's time under load; mimalloc much less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use taskbus::cli::{exit_with, shutdown_signal, CommonArgs};
 use taskbus::config::WorkerSpec;

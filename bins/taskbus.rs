@@ -1,5 +1,9 @@
 //! `taskbus`: the client CLI and the all-in-one `run` (broker plus workers).
 
+// glibc's malloc costs a fifth of the broker's time under load; mimalloc much less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -56,17 +60,21 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             let config = cli.common.setup()?;
-            let shutdown = CancellationToken::new();
-            let running = taskbus::run::start(config.clone()).await?;
-            eprintln!(
-                "taskbus running: clients {} workers {} events {} (Ctrl-C stops)",
-                running.endpoints.client, running.endpoints.worker, running.endpoints.events
-            );
-            tokio::select! {
-                signal = shutdown_signal() => taskbus::cli::on_signal(signal, &config).await,
-                _ = shutdown.cancelled() => {}
+            let stop = CancellationToken::new();
+            tokio::spawn({
+                let (stop, config) = (stop.clone(), config.clone());
+                async move {
+                    taskbus::cli::on_signal(shutdown_signal().await, &config).await;
+                    stop.cancel();
+                }
+            });
+            if !config.run.exit_when_idle {
+                eprintln!("taskbus running (Ctrl-C stops)");
             }
-            running.stop().await
+            if let Some(summary) = taskbus::run::run(config, stop.cancelled_owned()).await? {
+                println!("{}", taskbus::run::summary_text(&summary));
+            }
+            Ok(())
         }
         Command::Apk { command } => taskbus::apk::cli::run(command),
         Command::Client(command) => {

@@ -49,6 +49,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// The workers that `taskbus run` starts inside its own process.
     pub workers: Vec<WorkerSpec>,
+    pub run: crate::run::RunConfig,
 }
 
 /// `[broker]`: sockets, heartbeats and task defaults.

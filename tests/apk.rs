@@ -1,89 +1,18 @@
 //! Integration tests of `taskbus::apk` on real APKs signed by `apksigner`
-//! (built once per run by `make-apk-fixtures.sh`; needs the Debian packages
-//! apksigner, zipalign, aapt and android-framework-res).
+//! (built once per test binary by `make-apk-fixtures.sh`, see
+//! `packager_support/fixtures.rs`; needs the Debian packages apksigner, zipalign, aapt
+//! and android-framework-res).
+
+#[path = "packager_support/fixtures.rs"]
+mod fixtures;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 
+use fixtures::{fixtures, verify};
 use taskbus::apk::block::{self, Pair, SigningTail, TailParse, PADDING_ID, VASDOLLY_ID, WALLE_ID};
 use taskbus::apk::cli::{self, ApkCommand};
 use taskbus::apk::{inspect, read_channel, write_channel, ChannelInfo, FormatError, WriteOptions};
-
-const SCRIPT: &str = "make-apk-fixtures.sh";
-
-/// Directory of the fixture APKs, or `None` (after printing why) when the tools are missing.
-fn fixtures() -> Option<&'static Path> {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match DIR.get_or_init(build_fixtures) {
-        Ok(dir) => Some(dir),
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
-        Err(why) => {
-            println!("skipped: {why}");
-            None
-        }
-    }
-}
-
-fn build_fixtures() -> Result<PathBuf, String> {
-    if Command::new("apksigner").arg("--version").output().is_err() {
-        return Err("apksigner not installed (apt-get install apksigner zipalign aapt android-framework-res)".into());
-    }
-    let script = script_path().ok_or(format!("{SCRIPT} not found (set APK_FIXTURE_SCRIPT)"))?;
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("apk-fixtures");
-    let _ = fs::remove_dir_all(&dir);
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg(&dir)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(dir)
-}
-
-/// The fixture script: `$APK_FIXTURE_SCRIPT`, else `tools/` in this repository or in
-/// the `shared/` directory beside it.
-fn script_path() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("APK_FIXTURE_SCRIPT") {
-        return Some(PathBuf::from(path));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        root.join("tools").join(SCRIPT),
-        root.join("../shared/tools").join(SCRIPT),
-        root.join("../../shared/tools").join(SCRIPT),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-}
-
-fn run_tool(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().expect(program);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn verify(apk: &Path, min_sdk: Option<&str>) {
-    let mut args = vec!["verify", "-Werr"];
-    if let Some(sdk) = min_sdk {
-        args.extend(["--min-sdk-version", sdk]);
-    }
-    let path = apk.to_str().unwrap();
-    args.push(path);
-    run_tool("apksigner", &args);
-    run_tool("zipalign", &["-c", "4", path]);
-}
 
 fn tail(apk: &Path) -> SigningTail {
     match block::parse_tail(0, &fs::read(apk).unwrap()).unwrap() {
@@ -171,6 +100,7 @@ fn check_variant(name: &str, min_sdk: Option<&str>) {
         (1, 0)
     );
     assert_eq!(read_channel(&out3).unwrap(), Some(third));
+    verify(&out3, min_sdk);
     assert_signed_bytes_kept(&mother, &out3);
 }
 
@@ -351,6 +281,7 @@ fn separate_temp_dir_leaves_nothing_behind() {
     let info = ChannelInfo::new("c", "1");
     write_channel(&fx.join("mother-v12.apk"), &out, &info, &opts).unwrap();
     assert_eq!(read_channel(&out).unwrap(), Some(info));
+    verify(&out, None);
     assert_eq!(fs::read_dir(tmp_dir.path()).unwrap().count(), 0);
 }
 
@@ -363,6 +294,7 @@ fn cli_package_names_output_and_reads_it_back() {
     let out = cli::package(&mother, &info, Some(dir.path()), false).unwrap();
     assert_eq!(out, dir.path().join("mother-v123_11.apk"));
     assert_eq!(read_channel(&out).unwrap(), Some(info));
+    verify(&out, None);
     cli::run(ApkCommand::Channel { file: out }).unwrap();
     assert!(cli::run(ApkCommand::Channel {
         file: mother.clone()
@@ -378,6 +310,7 @@ fn cli_package_names_output_and_reads_it_back() {
     .unwrap();
     let got = read_channel(&dir.path().join("mother-v123_12.apk")).unwrap();
     assert_eq!(got, Some(ChannelInfo::new("12", "2")));
+    verify(&dir.path().join("mother-v123_12.apk"), None);
     let bad = cli::package(
         &fx.join("mother-v123.apk"),
         &ChannelInfo::new("../x", ""),
@@ -439,6 +372,7 @@ fn temp_dir_on_another_filesystem_still_lands_atomically() {
     let info = ChannelInfo::new("cross", "1");
     write_channel(&fx.join("mother-v123.apk"), &out, &info, &opts).unwrap();
     assert_eq!(read_channel(&out).unwrap(), Some(info));
+    verify(&out, None);
     assert_signed_bytes_kept(&fx.join("mother-v123.apk"), &out);
     assert_eq!(fs::read_dir(tmp_dir.path()).unwrap().count(), 0);
     assert_eq!(fs::read_dir(out_dir.path()).unwrap().count(), 1);

@@ -1,17 +1,20 @@
 //! Packager tests without Redis: status codes, `package_one`, the bus handler, uploads
 //! (local directory and S3 on a local moto server), notices and UDP lines.
 //!
-//! Mother APKs come from `packager_support::mother_apk_bytes` (set
-//! `TASKBUS_TEST_MOTHER_APK` to a real signed APK for the real `apk` module).
+//! Mother APKs are real signed fixtures (`packager_support::fixtures`); every package
+//! built here goes through `apksigner verify`, `zipalign -c 4` and a channel read-back.
 
 mod packager_support;
+
+#[path = "packager_support/bus_stage.rs"]
+mod bus_stage;
 
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
+use packager_support::fixtures;
 use packager_support::*;
 use serde_json::json;
-use taskbus::apk;
 use taskbus::packager::{
     handle_bus_task, package_one, NoticeResult, PackageStatus, PackageTask, Packager,
     PackagerConfig, PackagerEvent, StorageTarget, TaskType, UdpLevel, UdpLogger,
@@ -69,19 +72,15 @@ fn status_table_is_the_seeds() {
 async fn package_one_builds_the_named_package() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = bus_config(dir.path());
-    write_mother(&cfg, "fuhaoniuniu");
+    let Some(_) = write_mother(&cfg, "fuhaoniuniu") else {
+        return;
+    };
     let t = task(seed_task("fuhaoniuniu", json!(11), "http://127.0.0.1:9/x"));
     let outcome = package_one(&cfg, &t).await;
     assert_eq!(outcome.status, PackageStatus::Complete, "{outcome:?}");
     let expected = cfg.sdk_game_path.join("fuhaoniuniu/fuhaoniuniu_11.apk");
     assert_eq!(outcome.path.as_deref(), Some(expected.as_path()));
-    let info = apk::read_channel(&expected)
-        .unwrap()
-        .expect("channel written");
-    assert_eq!(
-        (info.channel.as_str(), info.channel_version.as_str()),
-        ("11", "1.0")
-    );
+    verify_v123(&expected, "11");
     let names: Vec<_> = std::fs::read_dir(expected.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -99,19 +98,23 @@ async fn package_goes_under_subpackage_sdk_path() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = bus_config(dir.path());
     cfg.subpackage_sdk_path = Some(dir.path().join("sub"));
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let outcome = package_one(&cfg, &task(seed_task("game", json!("ch-7"), ""))).await;
     assert_eq!(outcome.status, PackageStatus::Complete, "{outcome:?}");
     let expected = dir.path().join("sub/game/game_ch-7.apk");
     assert_eq!(outcome.path.as_deref(), Some(expected.as_path()));
-    assert!(expected.is_file());
+    verify_v123(&expected, "ch-7");
 }
 
 #[tokio::test]
 async fn missing_or_unsafe_fields_are_arg_miss() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = bus_config(dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let cases = [
         json!({"channel_id": 1, "extend": {"channel_version": "1"}}),
         json!({"filename": "game", "extend": {"channel_version": "1"}}),
@@ -140,7 +143,8 @@ async fn missing_mother_is_no_apk() {
 async fn unreadable_mother_is_wrong_apk() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = bus_config(dir.path());
-    let mother = write_mother(&cfg, "game");
+    let mother = cfg.sdk_game_path.join("game/game.apk");
+    std::fs::create_dir_all(mother.parent().unwrap()).unwrap();
     std::fs::write(&mother, b"this is not an apk").unwrap();
     let outcome = package_one(&cfg, &task(seed_task("game", json!(3), ""))).await;
     assert_eq!(outcome.status, PackageStatus::WrongApk, "{outcome:?}");
@@ -148,10 +152,95 @@ async fn unreadable_mother_is_wrong_apk() {
 }
 
 #[tokio::test]
+async fn every_signed_variant_is_packaged_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = bus_config(dir.path());
+    for (i, (variant, _)) in fixtures::SIGNED.iter().enumerate() {
+        let game = format!("game{i}");
+        let Some(_) = write_mother_variant(&cfg, &game, variant) else {
+            return;
+        };
+        let mut value = seed_task(&game, json!(100 + i), "");
+        value["extend"]["channel_version"] = json!("2.5");
+        let outcome = package_one(&cfg, &task(value)).await;
+        assert_eq!(
+            outcome.status,
+            PackageStatus::Complete,
+            "{variant}: {outcome:?}"
+        );
+        let package = outcome.path.expect("package path");
+        fixtures::verify_package(&package, variant, &(100 + i).to_string(), "2.5");
+    }
+}
+
+#[tokio::test]
+async fn package_without_fsync_is_whole_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = bus_config(dir.path());
+    cfg.fsync = false;
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
+    let outcome = package_one(&cfg, &task(seed_task("game", json!(9), ""))).await;
+    assert_eq!(outcome.status, PackageStatus::Complete, "{outcome:?}");
+    verify_v123(&outcome.path.unwrap(), "9");
+}
+
+#[tokio::test]
+async fn v1_only_and_unsigned_mothers_are_wrong_apk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = bus_config(dir.path());
+    let socket = udp_receiver(&mut cfg).await;
+    let mut server = notice_server(&[(200, "success")]).await;
+    let packager = Packager::new(cfg.clone()).await.unwrap();
+    for variant in fixtures::UNSIGNED {
+        let game = variant.trim_end_matches(".apk");
+        let Some(_) = write_mother_variant(&cfg, game, variant) else {
+            return;
+        };
+        let outcome = package_one(&cfg, &task(seed_task(game, json!(1), ""))).await;
+        assert_eq!(
+            outcome.status,
+            PackageStatus::WrongApk,
+            "{variant}: {outcome:?}"
+        );
+        assert_eq!(outcome.to_json()["code"], 404);
+        assert!(
+            outcome.detail.contains("no apk signing block"),
+            "{outcome:?}"
+        );
+        let package = cfg.sdk_game_path.join(format!("{game}/{game}_1.apk"));
+        assert!(!package.exists(), "{variant}: no package");
+        let leftovers = std::fs::read_dir(package.parent().unwrap())
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 1, "{variant}: only the mother, no temp file");
+
+        // On the bus: a retryable FAIL whose error names the code, an `error` UDP line,
+        // no notice (the bus may still succeed on a later attempt).
+        let err = handle_bus_task(&packager, seed_task(game, json!(2), &server.url))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("WRONG_APK (404)"), "{err}");
+        let (_, level, info) = parse_udp_line(&udp_line(&socket).await);
+        assert_eq!(level, "error");
+        assert!(info.contains("code=404 error_key=WRONG_APK"), "{info}");
+    }
+    packager.close().await;
+    assert!(
+        server.requests.try_recv().is_err(),
+        "no notice for a retryable failure"
+    );
+}
+
+#[tokio::test]
 async fn existing_package_is_haven_sub_only_without_enforcement() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = bus_config(dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut value = seed_task("game", json!(5), "");
     assert_eq!(
         package_one(&cfg, &task(value.clone())).await.status,
@@ -176,6 +265,7 @@ async fn existing_package_is_haven_sub_only_without_enforcement() {
         b"old",
         "enforcement rebuilds"
     );
+    verify_v123(&package, "5");
 }
 
 #[tokio::test]
@@ -198,7 +288,9 @@ async fn bus_task_uploads_to_a_directory_and_notifies() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = bus_config(dir.path());
     let target = with_local_target(&mut cfg, dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut server = notice_server(&[(200, "success")]).await;
     let packager = Packager::new(cfg).await.unwrap();
 
@@ -207,6 +299,7 @@ async fn bus_task_uploads_to_a_directory_and_notifies() {
         .unwrap();
     assert_eq!(out["code"], 201);
     let package = std::path::PathBuf::from(out["path"].as_str().unwrap());
+    verify_v123(&package, "11");
     let uploaded = target.join("apk/game/game_11.apk");
     assert_eq!(
         std::fs::read(&uploaded).unwrap(),
@@ -229,7 +322,9 @@ async fn debug_deletes_after_upload_and_does_not_notify() {
     let mut cfg = bus_config(dir.path());
     cfg.debug = true;
     let target = with_local_target(&mut cfg, dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut server = notice_server(&[(200, "success")]).await;
     let packager = Packager::new(cfg).await.unwrap();
     let out = handle_bus_task(&packager, seed_task("game", json!(2), &server.url))
@@ -237,7 +332,7 @@ async fn debug_deletes_after_upload_and_does_not_notify() {
         .unwrap();
     let package = std::path::PathBuf::from(out["path"].as_str().unwrap());
     assert!(!package.exists(), "local package deleted");
-    assert!(target.join("apk/game/game_2.apk").is_file());
+    verify_v123(&target.join("apk/game/game_2.apk"), "2");
     // The first notice attempt would have finished before the handler returned.
     assert!(
         server.requests.try_recv().is_err(),
@@ -249,7 +344,9 @@ async fn debug_deletes_after_upload_and_does_not_notify() {
 async fn bus_notice_is_retried_until_success() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = bus_config(dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut server = notice_server(&[(500, "oops"), (200, "fail"), (200, "success")]).await;
     let packager = Packager::new(cfg).await.unwrap();
     let mut events = packager.subscribe();
@@ -280,7 +377,9 @@ async fn bus_notice_is_retried_until_success() {
 async fn bus_notice_gives_up_after_its_bound() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = bus_config(dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut server = notice_server(&[(200, "nope")]).await;
     let packager = Packager::new(cfg).await.unwrap();
     let mut events = packager.subscribe();
@@ -310,7 +409,9 @@ async fn notice_answered_miss_sends_a_waring_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = bus_config(dir.path());
     let socket = udp_receiver(&mut cfg).await;
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let server = notice_server(&[(200, "miss")]).await;
     let packager = Packager::new(cfg).await.unwrap();
     let mut events = packager.subscribe();
@@ -398,7 +499,9 @@ async fn bus_task_uploads_to_s3() {
     };
     cfg.storage_list = vec!["s3".into()];
     cfg.storage_config.insert("s3".into(), target);
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let packager = Packager::new(cfg).await.unwrap();
     let out = handle_bus_task(&packager, seed_task("game", json!(77), ""))
         .await
@@ -423,4 +526,5 @@ async fn bus_task_uploads_to_s3() {
     let stored = store.get(&key).await.unwrap().bytes().await.unwrap();
     let local = std::fs::read(out["path"].as_str().unwrap()).unwrap();
     assert_eq!(stored.as_ref(), local.as_slice());
+    verify_v123(std::path::Path::new(out["path"].as_str().unwrap()), "77");
 }

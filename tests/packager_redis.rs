@@ -1,8 +1,12 @@
 //! Packager tests on the real Redis (127.0.0.1:6379; keys under a unique prefix per
 //! test): intake in the seed's format, resume after a crash, the retry queue and its
-//! `packet_timeout`, upload records, the notice queue, cancellation.
+//! `packet_timeout`, upload records, the notice queue, cancellation; and (module
+//! `redis_stage`) the intake inside the `package` stage and the `taskbus-worker` binary.
 
 mod packager_support;
+
+#[path = "packager_support/redis_stage.rs"]
+mod redis_stage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +96,9 @@ async fn seed_task_is_packaged_uploaded_and_notified() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
     let target = local_target(&mut cfg, dir.path());
-    write_mother(&cfg, "fuhaoniuniu");
+    let Some(_) = write_mother(&cfg, "fuhaoniuniu") else {
+        return;
+    };
     let mut server = notice_server(&[(200, "success")]).await;
     let task = seed_task("fuhaoniuniu", json!(11), &server.url);
     let _: () = conn.rpush(&cfg.redis_key, task.to_string()).await.unwrap();
@@ -113,9 +119,10 @@ async fn seed_task_is_packaged_uploaded_and_notified() {
     let package = cfg.sdk_game_path.join("fuhaoniuniu/fuhaoniuniu_11.apk");
     let uploaded = target.join("fuhaoniuniu/fuhaoniuniu_11.apk");
     assert_eq!(
-        std::fs::read(uploaded).unwrap(),
+        std::fs::read(&uploaded).unwrap(),
         std::fs::read(&package).unwrap()
     );
+    verify_v123(&uploaded, "11");
     let notice = server.next().await;
     assert_eq!(field(&notice, "errorCode"), Some("201"));
     assert_eq!(field(&notice, "filename"), Some("fuhaoniuniu"));
@@ -130,7 +137,9 @@ async fn task_left_in_schedule_key_is_resumed() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = test_config(dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     // What a worker killed mid-package leaves behind.
     let task = seed_task("game", json!("c1"), "");
     let _: () = conn
@@ -154,7 +163,7 @@ async fn task_left_in_schedule_key_is_resumed() {
     })
     .await;
     run.stop().await;
-    assert!(cfg.sdk_game_path.join("game/game_c1.apk").is_file());
+    verify_v123(&cfg.sdk_game_path.join("game/game_c1.apk"), "c1");
     assert_lists_empty(&mut conn, &cfg).await;
 }
 
@@ -204,8 +213,12 @@ async fn retry_is_taken_only_after_packet_timeout() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = test_config(dir.path());
-    write_mother(&cfg, "early");
-    write_mother(&cfg, "late");
+    let Some(_) = write_mother(&cfg, "early") else {
+        return;
+    };
+    let Some(_) = write_mother(&cfg, "late") else {
+        return;
+    };
     let now = chrono::Utc::now().timestamp();
     let late = PackageTask::from_value(seed_task("late", json!(1), ""))
         .unwrap()
@@ -234,12 +247,50 @@ async fn retry_is_taken_only_after_packet_timeout() {
     );
     run.stop().await;
 
-    assert!(cfg.sdk_game_path.join("early/early_1.apk").is_file());
+    verify_v123(&cfg.sdk_game_path.join("early/early_1.apk"), "1");
     assert!(
         !cfg.sdk_game_path.join("late/late_1.apk").exists(),
         "not before packet_timeout"
     );
     assert_eq!(list(&mut conn, &cfg.redis_retry_key).await, vec![late]);
+    let _: () = conn.del(&cfg.redis_retry_key).await.unwrap();
+}
+
+#[tokio::test]
+async fn retry_left_in_schedule_key_goes_back_to_the_retry_key() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.retry_packet_count = 0;
+    let Some(_) = write_mother(&cfg, "late") else {
+        return;
+    };
+    // What a retry worker stopped between its pop and putting a not-due task back
+    // leaves behind: it must not run before its packet_timeout.
+    let now = chrono::Utc::now().timestamp();
+    let late = PackageTask::from_value(seed_task("late", json!(1), ""))
+        .unwrap()
+        .with_failure(now + 3600, "NO_APK")
+        .to_json();
+    let _: () = conn.rpush(cfg.processing_key(), &late).await.unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    let resumed = wait_for(
+        &mut run.events,
+        "resume",
+        |e| matches!(e, PackagerEvent::Resumed { list, .. } if *list == cfg.redis_retry_key),
+    )
+    .await;
+    assert!(
+        matches!(resumed, PackagerEvent::Resumed { count: 1, .. }),
+        "{resumed:?}"
+    );
+    run.stop().await;
+    assert_eq!(list(&mut conn, &cfg.redis_retry_key).await, vec![late]);
+    assert!(!cfg.sdk_game_path.join("late/late_1.apk").exists());
+    assert_eq!(list(&mut conn, &cfg.processing_key()).await.len(), 0);
     let _: () = conn.del(&cfg.redis_retry_key).await.unwrap();
 }
 
@@ -286,7 +337,9 @@ async fn notice_queue_retries_until_success() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = test_config(dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut server = notice_server(&[(503, "busy"), (200, "error"), (200, "success")]).await;
     let _: () = conn
         .rpush(
@@ -325,7 +378,9 @@ async fn notice_queue_gives_up_after_its_bound() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = test_config(dir.path());
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut server = notice_server(&[(200, "fail")]).await;
     let _: () = conn
         .rpush(
@@ -364,9 +419,19 @@ async fn upload_left_in_progress_is_resumed_and_notified() {
     let mut cfg = test_config(dir.path());
     let target = local_target(&mut cfg, dir.path());
     let mut server = notice_server(&[(200, "success")]).await;
+    // A package built by the previous run.
+    let Some(built) = write_mother(&cfg, "built") else {
+        return;
+    };
     let package = dir.path().join("built/game_8.apk");
     std::fs::create_dir_all(package.parent().unwrap()).unwrap();
-    std::fs::write(&package, mother_apk_bytes()).unwrap();
+    taskbus::apk::write_channel(
+        &built,
+        &package,
+        &taskbus::apk::ChannelInfo::new("8", "1.0"),
+        &taskbus::apk::WriteOptions::default(),
+    )
+    .unwrap();
     // What a worker killed mid-upload leaves behind.
     let record = UploadRecord {
         task: PackageTask::from_value(seed_task("game", json!(8), &server.url)).unwrap(),
@@ -389,6 +454,7 @@ async fn upload_left_in_progress_is_resumed_and_notified() {
         std::fs::read(target.join("game/game_8.apk")).unwrap(),
         std::fs::read(&package).unwrap()
     );
+    verify_v123(&target.join("game/game_8.apk"), "8");
     assert_lists_empty(&mut conn, &cfg).await;
 }
 
@@ -400,7 +466,9 @@ async fn cancel_ends_the_blocking_wait() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
     cfg.redis_sleep_time = 60.0;
-    write_mother(&cfg, "game");
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
     let mut run = start(cfg.clone()).await;
     // Once one task is through, every other worker sits in its 60 s blocking pop.
     let _: () = conn

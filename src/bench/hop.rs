@@ -67,6 +67,9 @@ pub struct HopReport {
     pub durable: bool,
     pub offered_rate: Option<u64>,
     pub seconds: f64,
+    /// Bytes of the store's files after the run (durable only): finished tasks are
+    /// dropped and the history is trimmed, so this stays bounded.
+    pub store_bytes: Option<u64>,
 }
 
 struct Recorder {
@@ -182,6 +185,7 @@ pub async fn run(args: &HopArgs) -> anyhow::Result<HopReport> {
     }
     stop_broker.cancel();
     broker_task.await??;
+    let store_bytes = args.durable.then(|| dir_bytes(data_dir.path()));
     let histogram = recorder.latency_us.lock().expect("histogram lock");
     Ok(HopReport {
         tasks_per_s: args.tasks as f64 / seconds,
@@ -192,7 +196,20 @@ pub async fn run(args: &HopArgs) -> anyhow::Result<HopReport> {
         durable: args.durable,
         offered_rate: args.rate,
         seconds,
+        store_bytes,
     })
+}
+
+/// Total size of the files in `dir`.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 async fn registered(client: &mut Client) -> anyhow::Result<usize> {
@@ -280,5 +297,5 @@ pub fn summary(report: &HopReport) -> String {
         report.tasks_per_s,
         report.p50_ms,
         report.p99_ms
-    )
+    ) + &report.store_bytes.map(|b| format!(", store {:.1} MiB after the run", b as f64 / 1048576.0)).unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 pub mod crawl;
 pub mod hop;
 pub mod package;
+pub mod restart;
 
 /// Writes `report` as JSON to `path`.
 pub fn write_json<T: serde::Serialize>(path: &std::path::Path, report: &T) -> anyhow::Result<()> {

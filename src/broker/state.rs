@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::workers::{peer_name, WorkerEntry, Workers};
 use crate::config::Config;
 use crate::protocol::{code, ProtocolError};
-use crate::store::{HistoryRecord, StoreOp, StoredState, TaskRecord};
+use crate::store::{Body, HistoryRecord, StoreOp, StoredState, TaskRecord};
 use crate::task::{child_guid, new_guid, NewTask, Task};
 
 /// Who holds a lease.
@@ -39,7 +39,10 @@ enum EntryState {
 
 #[derive(Debug)]
 struct Entry {
+    /// The task; its body is `Null` while `packed` holds it.
     task: Task,
+    /// The body still packed as the store gave it, decoded when the task is handed out.
+    packed: Option<Vec<u8>>,
     state: EntryState,
     last_error: Option<String>,
     created_at_ms: i64,
@@ -169,18 +172,22 @@ impl State {
             max_retry: new.max_retry,
         };
         let guid = task.guid.clone();
-        self.insert_ready(task, None, now_ms());
+        self.insert_ready(task, None, None, now_ms());
         Ok(guid)
     }
 
-    fn insert_ready(&mut self, task: Task, last_error: Option<String>, created_at_ms: i64) {
+    fn insert_ready(&mut self, task: Task, packed: Option<Vec<u8>>, last_error: Option<String>, created_at_ms: i64) {
         let guid: Arc<str> = Arc::from(task.guid.as_str());
         let topic = task.topic.clone();
         self.record(|| {
+            let body = match &packed {
+                Some(bytes) => Body::Packed(bytes.clone()),
+                None => Body::Value(task.body.clone()),
+            };
             StoreOp::Upsert(TaskRecord {
                 guid: task.guid.clone(),
                 topic: task.topic.clone(),
-                body: task.body.clone(),
+                body,
                 attempt: task.attempt,
                 state: StoredState::Ready,
                 timeout: task.timeout,
@@ -193,6 +200,7 @@ impl State {
             guid.clone(),
             Entry {
                 task,
+                packed,
                 state: EntryState::Ready,
                 last_error,
                 created_at_ms,
@@ -207,10 +215,14 @@ impl State {
     /// Restores a task from the store at start-up. A task that was leased when the
     /// broker stopped is ready again, its attempt counted.
     pub fn restore(&mut self, record: TaskRecord) {
+        let (body, packed) = match record.body {
+            Body::Value(value) => (value, None),
+            Body::Packed(bytes) => (Value::Null, Some(bytes)),
+        };
         let task = Task {
             guid: record.guid,
             topic: record.topic,
-            body: record.body,
+            body,
             attempt: record.attempt,
             timeout: record.timeout,
             max_retry: record.max_retry,
@@ -223,6 +235,7 @@ impl State {
                 guid,
                 Entry {
                     task,
+                    packed,
                     state: EntryState::Dead,
                     last_error: record.last_error,
                     created_at_ms: record.created_at_ms,
@@ -231,7 +244,7 @@ impl State {
             return;
         }
         let durable = std::mem::replace(&mut self.durable, false);
-        self.insert_ready(task, record.last_error, record.created_at_ms);
+        self.insert_ready(task, packed, record.last_error, record.created_at_ms);
         self.durable = durable;
     }
 
@@ -271,6 +284,15 @@ impl State {
             self.next_lease_id += 1;
             let lease_id = self.next_lease_id;
             let entry = self.tasks.get_mut(&guid).expect("entry checked above");
+            if let Some(bytes) = entry.packed.take() {
+                match Body::Packed(bytes).into_value() {
+                    Ok(body) => entry.task.body = body,
+                    Err(error) => {
+                        self.bury_unreadable(&guid, topic, error);
+                        continue;
+                    }
+                }
+            }
             entry.task.attempt += 1;
             entry.state = EntryState::Leased {
                 lease_id,
@@ -296,6 +318,24 @@ impl State {
             });
             return Some(task);
         }
+    }
+
+    /// Dead-letters a ready task whose stored body cannot be read.
+    fn bury_unreadable(&mut self, guid: &Arc<str>, topic: &str, error: String) {
+        let entry = self.tasks.get_mut(guid).expect("caller found the entry");
+        entry.state = EntryState::Dead;
+        entry.last_error = Some(error.clone());
+        let attempt = entry.task.attempt;
+        let queue = self.topics.get_mut(topic).expect("topic of a live task");
+        queue.n_ready -= 1;
+        queue.n_dead += 1;
+        log::error!(target: "scripts", "guid={guid} topic={topic} dead-lettered: {error}");
+        self.record(|| StoreOp::SetState {
+            guid: guid.to_string(),
+            state: StoredState::Dead,
+            attempt,
+            last_error: Some(error),
+        });
     }
 
     /// Takes the entry's lease away (from its worker's in-flight set too).
@@ -412,7 +452,7 @@ impl State {
             timeout: envelope.timeout,
             max_retry: envelope.max_retry,
         };
-        self.insert_ready(task, None, now_ms());
+        self.insert_ready(task, None, None, now_ms());
         true
     }
 
@@ -709,7 +749,7 @@ impl State {
         }
         let mut task = entry.task;
         task.attempt = 0;
-        self.insert_ready(task, entry.last_error, entry.created_at_ms);
+        self.insert_ready(task, entry.packed, entry.last_error, entry.created_at_ms);
         true
     }
 

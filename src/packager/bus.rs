@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::flow::Then;
 use super::notice::notice_record;
 use super::package::{package_one, PackageOutcome};
 use super::status::PackageStatus;
@@ -16,7 +17,17 @@ use super::{Packager, PackagerError, PackagerEvent};
 /// Handles one bus task: `{"code","error_key","message","path","detail","bytes","urls"}`
 /// on `COMPLETE` or `HAVEN_SUB`; an error otherwise, saying whether to retry.
 pub async fn handle_bus_task(ctx: &Packager, body: Value) -> Result<Value, PackagerError> {
+    handle_bus_task_as(ctx, "", body).await
+}
+
+/// `handle_bus_task` whose scripts.log line starts with `origin` (e.g. `guid=.. topic=..`).
+pub async fn handle_bus_task_as(
+    ctx: &Packager,
+    origin: &str,
+    body: Value,
+) -> Result<Value, PackagerError> {
     let task = PackageTask::from_value(body)?;
+    let who = format!("{origin} {}", task.describe()).trim().to_string();
     let outcome = package_one(&ctx.cfg, &task).await;
     ctx.emit(PackagerEvent::Outcome {
         task: task.describe(),
@@ -25,19 +36,21 @@ pub async fn handle_bus_task(ctx: &Packager, body: Value) -> Result<Value, Packa
     });
     match outcome.status {
         PackageStatus::Complete => {
-            let urls = upload_and_notify(ctx, &task, &outcome).await?;
+            let urls = upload_and_notify(ctx, &who, &task, &outcome).await?;
             let mut json = outcome.to_json();
             json["urls"] = urls.into();
             Ok(json)
         }
         PackageStatus::HavenSub => {
-            ctx.report(&task, &outcome, None).await;
+            ctx.report_as(&who, &outcome, Then::GiveUp).await;
             notify(ctx, &task, &outcome, &[]).await;
             Ok(outcome.to_json())
         }
         status => {
-            ctx.report(&task, &outcome, None).await;
-            if !status.is_retryable() {
+            if status.is_retryable() {
+                ctx.report_as(&who, &outcome, Then::Redeliver).await;
+            } else {
+                ctx.report_as(&who, &outcome, Then::GiveUp).await;
                 notify(ctx, &task, &outcome, &[]).await;
             }
             Err(PackagerError::Package {
@@ -51,6 +64,7 @@ pub async fn handle_bus_task(ctx: &Packager, body: Value) -> Result<Value, Packa
 
 async fn upload_and_notify(
     ctx: &Packager,
+    who: &str,
     task: &PackageTask,
     outcome: &PackageOutcome,
 ) -> Result<Vec<String>, PackagerError> {
@@ -61,7 +75,9 @@ async fn upload_and_notify(
         match ctx.uploader.upload(&path, game, &mut Vec::new()).await {
             Ok(locations) => urls = locations,
             Err(e) => {
-                log::warn!(target: "scripts", "{} upload failed: {e}", task.describe());
+                let code = PackageStatus::UnknownError;
+                log::warn!(target: "scripts", "{who} code={} error_key={} upload failed: {e} retryable={}",
+                    code.code(), code.key(), !matches!(e, super::UploadError::Setup { .. }));
                 ctx.emit(PackagerEvent::UploadFailed {
                     path,
                     attempts: 1,
@@ -75,7 +91,7 @@ async fn upload_and_notify(
             locations: urls.clone(),
         });
     }
-    ctx.report(task, outcome, None).await;
+    ctx.report_as(who, outcome, Then::GiveUp).await;
     if ctx.cfg.debug {
         // Debug: no notice; the local copy goes only once it is uploaded somewhere.
         if !ctx.uploader.is_empty() {

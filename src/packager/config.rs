@@ -91,6 +91,10 @@ pub struct PackagerConfig {
     pub notice_format: NoticeFormat,
     /// Also write the VasDolly channel ID next to the Walle one.
     pub vasdolly: bool,
+    /// fsync each package (and its directory) before it is reported built. Off: about
+    /// 15 times faster on small APKs, but a power cut may leave a truncated package
+    /// under its final name after its notice went out.
+    pub fsync: bool,
 }
 
 /// Exponential backoff: `initial_ms * 2^(n-1)`, capped at `max_ms`, at most `max_attempts`
@@ -236,6 +240,7 @@ impl Default for PackagerConfig {
             notice_timeout: 10.0,
             notice_format: NoticeFormat::Form,
             vasdolly: false,
+            fsync: true,
         }
     }
 }

@@ -10,6 +10,17 @@ use super::task::PackageTask;
 use super::udp::UdpLevel;
 use super::{now_ms, Packager, PackagerEvent};
 
+/// What happens to a task after a failed attempt, for its report line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Then {
+    /// Back in `redis_retry_key` until this time (Unix seconds).
+    RetryAt(i64),
+    /// The bus will deliver it again (a retryable FAIL).
+    Redeliver,
+    /// No further attempt.
+    GiveUp,
+}
+
 impl Packager {
     /// Reports an attempt's outcome: scripts.log always; for a failure also the `error`
     /// UDP line. `retry_at` (Unix seconds) when the task will be tried again.
@@ -19,28 +30,38 @@ impl Packager {
         outcome: &PackageOutcome,
         retry_at: Option<i64>,
     ) {
+        let then = retry_at.map_or(Then::GiveUp, Then::RetryAt);
+        self.report_as(&task.describe(), outcome, then).await;
+    }
+
+    /// `report` for a task named `who` (bus tasks add their guid and topic).
+    pub(crate) async fn report_as(&self, who: &str, outcome: &PackageOutcome, then: Then) {
         let path = outcome
             .path
             .as_ref()
             .map_or_else(|| "-".to_string(), |p| p.display().to_string());
         if outcome.status.is_final() {
-            log::info!(target: "scripts", "{} status={} path={path} ok", task.describe(), outcome.status);
+            log::info!(target: "scripts", "{who} code={} error_key={} path={path} ok",
+                outcome.status.code(), outcome.status.key());
             return;
         }
         let mut info = format!(
-            "{} code={} error_key={} message={} detail={}",
-            task.describe(),
+            "{who} code={} error_key={} message={} detail={}",
             outcome.status.code(),
             outcome.status.key(),
             outcome.status.message(),
             outcome.detail
         );
-        match retry_at {
-            Some(at) => {
+        match then {
+            Then::RetryAt(at) => {
                 info.push_str(&format!(" retry_at={at}"));
                 log::warn!(target: "scripts", "{info}");
             }
-            None => log::error!(target: "scripts", "{info} given up"),
+            Then::Redeliver => {
+                info.push_str(" retryable=true");
+                log::warn!(target: "scripts", "{info}");
+            }
+            Then::GiveUp => log::error!(target: "scripts", "{info} given up"),
         }
         self.udp.send(UdpLevel::Error, &info).await;
     }

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::notice::{notice_record, NoticeNext, NoticeRecord};
 use super::package::{package_one, PackageOutcome};
-use super::queue::{self, DueWatcher};
+use super::queue::{self, Back, DueWatcher};
 use super::status::PackageStatus;
 use super::task::PackageTask;
 use super::{now_ms, Packager, PackagerEvent};
@@ -60,6 +60,19 @@ impl DueWatcher for Packager {
 /// Resumes what a previous run left in the processing lists, then runs the workers
 /// until `shutdown`.
 pub(crate) async fn run_redis(p: Arc<Packager>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let workers = start_redis(p, shutdown).await?;
+    workers.wait().await;
+    log::info!("packager redis workers stopped");
+    Ok(())
+}
+
+/// Connects, resumes the processing lists, and spawns the workers on the returned
+/// (closed) tracker; they stop at `shutdown`, each after the item it holds. Fails when
+/// Redis cannot be reached at start.
+pub(crate) async fn start_redis(
+    p: Arc<Packager>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<TaskTracker> {
     let cfg = &p.cfg;
     let where_ = || {
         format!(
@@ -76,23 +89,53 @@ pub(crate) async fn run_redis(p: Arc<Packager>, shutdown: CancellationToken) -> 
         (Role::Upload, cfg.retry_upload_count),
         (Role::Notice, cfg.message_count),
     ];
-    let tracker = TaskTracker::new();
+    let workers = TaskTracker::new();
     for (role, count) in roles {
         for index in 0..count {
             let conn = queue::connect(&client, cfg).await.with_context(where_)?;
-            tracker.spawn(worker(Arc::clone(&p), conn, role, index, shutdown.clone()));
+            workers.spawn(worker(Arc::clone(&p), conn, role, index, shutdown.clone()));
         }
     }
-    tracker.close();
-    tracker.wait().await;
-    log::info!("packager redis workers stopped");
-    Ok(())
+    workers.close();
+    // Once every worker has finished its item, the processing lists hold only what a
+    // pop cancelled by the shutdown moved: put it back now rather than at next start.
+    let supervisor = TaskTracker::new();
+    supervisor.spawn(async move {
+        workers.wait().await;
+        if let Err(e) = resume(&p, &mut conn).await {
+            log::warn!("packager: processing lists not swept at stop ({e}); resumed at next start");
+        }
+    });
+    supervisor.close();
+    Ok(supervisor)
 }
 
+/// Puts what the processing lists hold back into the ready lists: at start (what a
+/// previous run left), and after the workers stopped (what a pop cancelled at shutdown
+/// moved). A task not due yet (`extend.packet_timeout` in the future: taken by a retry
+/// worker) goes back to `redis_retry_key`, so it never runs early.
 async fn resume(p: &Packager, conn: &mut ConnectionManager) -> RedisResult<()> {
     let cfg = &p.cfg;
+    let now = now_ms();
+    let processing = cfg.processing_key();
+    let counts = queue::requeue_routed(conn, &processing, |raw| {
+        if retry_due(raw) > now {
+            Back::Tail(&cfg.redis_retry_key)
+        } else {
+            Back::Head(&cfg.redis_key)
+        }
+    })
+    .await?;
+    let count_of = |list: &str| {
+        counts
+            .iter()
+            .find(|(name, _)| name == list)
+            .map_or(0, |(_, n)| *n)
+    };
+    for ready in [&cfg.redis_key, &cfg.redis_retry_key] {
+        report_resumed(p, &processing, ready, count_of(ready));
+    }
     let pairs = [
-        (cfg.processing_key(), cfg.redis_key.clone()),
         (
             cfg.upload_processing_key(),
             cfg.upload_file_schedule_key.clone(),
@@ -101,12 +144,19 @@ async fn resume(p: &Packager, conn: &mut ConnectionManager) -> RedisResult<()> {
     ];
     for (processing, ready) in pairs {
         let count = queue::requeue_all(conn, &processing, &ready).await?;
-        if count > 0 {
-            log::info!("resumed {count} items from {processing} into {ready}");
-        }
-        p.emit(PackagerEvent::Resumed { list: ready, count });
+        report_resumed(p, &processing, &ready, count);
     }
     Ok(())
+}
+
+fn report_resumed(p: &Packager, processing: &str, ready: &str, count: usize) {
+    if count > 0 {
+        log::info!("resumed {count} items from {processing} into {ready}");
+    }
+    p.emit(PackagerEvent::Resumed {
+        list: ready.to_string(),
+        count,
+    });
 }
 
 async fn worker(

@@ -5,7 +5,8 @@
 //! Codemap: `config` (settings), `status` (the seed's table), `task` (the task JSON),
 //! `package` (one package), `upload` (targets), `notice` (the notifier), `udp` (log
 //! lines), `queue` (loss-free Redis list moves), `intake` (the Redis workers), `bus`
-//! (the bus handler), `flow` (what both intakes do after packaging).
+//! (the bus handler), `stage` (the `package` worker stage), `flow` (what both intakes
+//! do after packaging).
 
 pub mod bus;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod intake;
 pub mod notice;
 pub mod package;
 pub mod queue;
+pub mod stage;
 pub mod status;
 pub mod task;
 pub mod udp;
@@ -26,7 +28,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use bus::handle_bus_task;
+pub use bus::{handle_bus_task, handle_bus_task_as};
 pub use config::{NoticeFormat, PackagerConfig, RetryBounds, Secret, StorageTarget, TaskType};
 pub use notice::{NoticeRecord, NoticeResult, Notifier};
 pub use package::{package_one, PackageOutcome};
@@ -160,6 +162,16 @@ impl PackagerError {
             Self::BadTask(_) | Self::Config(_) | Self::Udp(_) | Self::Http(_) => false,
         }
     }
+
+    /// The seed's status for this error: a body that is not a task misses every
+    /// argument (`ARG_MISS`); failures outside packaging are `UNKNOWN_ERROR`.
+    pub fn status(&self) -> PackageStatus {
+        match self {
+            Self::Package { status, .. } => *status,
+            Self::BadTask(_) => PackageStatus::ArgMiss,
+            _ => PackageStatus::UnknownError,
+        }
+    }
 }
 
 /// The packager's shared parts: settings, upload targets, notifier, UDP log, events.
@@ -247,4 +259,3 @@ pub async fn run_with(packager: Arc<Packager>, shutdown: CancellationToken) -> a
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
-pub mod stage;

@@ -146,6 +146,7 @@ async fn write_package(
     let opts = WriteOptions {
         temp_dir: Some(cfg.tempfile_dir.clone().unwrap_or_else(|| dir.clone())),
         vasdolly: cfg.vasdolly,
+        fsync: cfg.fsync,
         ..WriteOptions::default()
     };
     let tmp_for_write = tmp.clone();

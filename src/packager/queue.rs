@@ -23,6 +23,62 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
 end
 return 0";
 
+/// Moves the last item of `KEYS[1]`, if it is still `ARGV[1]`, to the head
+/// (`ARGV[2] == "head"`) or the tail of `KEYS[2]`. Returns 1 when moved.
+const MOVE_LAST: &str = r"
+if redis.call('LINDEX', KEYS[1], -1) == ARGV[1] then
+  redis.call('RPOP', KEYS[1])
+  if ARGV[2] == 'head' then
+    redis.call('LPUSH', KEYS[2], ARGV[1])
+  else
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+  end
+  return 1
+end
+return 0";
+
+/// Where an item left in a processing list goes back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Back<'a> {
+    /// The head of this list (it was taken from there: it runs first again).
+    Head(&'a str),
+    /// The tail of this list (a due-time list, scanned in rotation).
+    Tail(&'a str),
+}
+
+/// Puts every item of `processing` back where `route` says, in order (the last item
+/// first, so items going to one head keep their order). Returns the count per list.
+pub async fn requeue_routed<'a>(
+    conn: &mut ConnectionManager,
+    processing: &str,
+    route: impl Fn(&str) -> Back<'a>,
+) -> redis::RedisResult<Vec<(String, usize)>> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    loop {
+        let last: Option<String> = conn.lindex(processing, -1).await?;
+        let Some(item) = last else {
+            return Ok(counts);
+        };
+        let (list, side) = match route(&item) {
+            Back::Head(list) => (list, "head"),
+            Back::Tail(list) => (list, "tail"),
+        };
+        let moved: i64 = redis::Script::new(MOVE_LAST)
+            .key(processing)
+            .key(list)
+            .arg(&item)
+            .arg(side)
+            .invoke_async(conn)
+            .await?;
+        if moved == 1 {
+            match counts.iter_mut().find(|(name, _)| name == list) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((list.to_string(), 1)),
+            }
+        }
+    }
+}
+
 /// The Redis client of the seed's settings.
 pub fn redis_client(cfg: &PackagerConfig) -> redis::RedisResult<Client> {
     let addr = ConnectionAddr::Tcp(cfg.redis_host.clone(), cfg.redis_port);

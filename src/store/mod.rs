@@ -26,12 +26,39 @@ impl StoredState {
     }
 }
 
+/// A task body as the store holds it: decoded, or still packed as MessagePack
+/// (restored tasks stay packed until they are handed out, so a restart with a
+/// million tasks decodes none of them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Value(Value),
+    Packed(Vec<u8>),
+}
+
+impl Body {
+    /// The MessagePack bytes of the body.
+    pub fn to_packed(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Body::Value(value) => std::borrow::Cow::Owned(rmp_serde::to_vec_named(value).expect("json values encode as msgpack")),
+            Body::Packed(bytes) => std::borrow::Cow::Borrowed(bytes),
+        }
+    }
+
+    /// The decoded body.
+    pub fn into_value(self) -> Result<Value, String> {
+        match self {
+            Body::Value(value) => Ok(value),
+            Body::Packed(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| format!("unreadable stored body: {e}")),
+        }
+    }
+}
+
 /// One task row as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
     pub guid: String,
     pub topic: String,
-    pub body: Value,
+    pub body: Body,
     pub attempt: u32,
     pub state: StoredState,
     pub timeout: Option<f64>,
@@ -146,7 +173,7 @@ mod tests {
         TaskRecord {
             guid: guid.into(),
             topic: "t".into(),
-            body: json!({}),
+            body: Body::Value(json!({})),
             attempt: 0,
             state: StoredState::Ready,
             timeout: None,

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{compact, HistoryRecord, StoreOp, StoredState, TaskRecord};
+use super::{compact, Body, HistoryRecord, StoreOp, StoredState, TaskRecord};
 use crate::config::{StoreConfig, Synchronous};
 
 /// A store that cannot be opened, read or written.
@@ -22,12 +22,6 @@ pub enum StoreError {
     Sqlite {
         path: PathBuf,
         source: rusqlite::Error,
-    },
-    #[error("{path}: task {guid} has an unreadable body: {message}")]
-    Body {
-        path: PathBuf,
-        guid: String,
-        message: String,
     },
 }
 
@@ -111,15 +105,9 @@ impl SqliteStore {
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
             .map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(sqlite)?;
-        if check != "ok" {
-            return Err(sqlite(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                Some(format!("integrity check failed: {check}")),
-            )));
-        }
+        // No integrity scan here: it would read the whole file at every start. A file
+        // that is not a database fails the statements above; damage inside one fails
+        // the read or write that meets it, which is reported with the path.
         Ok(SqliteStore {
             path,
             conn,
@@ -167,11 +155,7 @@ impl SqliteStore {
         for row in rows {
             let (guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms) =
                 row.map_err(|e| self.sqlite(e))?;
-            let body = rmp_serde::from_slice(&body).map_err(|e| StoreError::Body {
-                path: self.path.clone(),
-                guid: guid.clone(),
-                message: e.to_string(),
-            })?;
+            let body = Body::Packed(body);
             let state = match state.as_str() {
                 "dead" => StoredState::Dead,
                 "leased" => StoredState::Leased,
@@ -250,12 +234,11 @@ impl SqliteStore {
             for op in ops {
                 match op {
                     StoreOp::Upsert(r) => {
-                        let body = rmp_serde::to_vec_named(&r.body)
-                            .expect("json values encode as msgpack");
+                        let body = r.body.to_packed();
                         upsert.execute(params![
                             r.guid,
                             r.topic,
-                            body,
+                            body.as_ref(),
                             r.attempt,
                             r.state.as_str(),
                             r.timeout,

@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod client_api;
 mod common;
+mod crawl;
 mod durable;
 mod python;
 mod scheduler;

@@ -2,6 +2,8 @@
 //! Redis access, event waits.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,26 +20,26 @@ use tokio::sync::{broadcast, mpsc};
 /// Upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// Bytes of a mother APK: the file named by `TASKBUS_TEST_MOTHER_APK` (a real signed
-/// APK, for the real `apk` module), else a ZIP-looking blob the stub accepts.
-pub fn mother_apk_bytes() -> Vec<u8> {
-    match std::env::var_os("TASKBUS_TEST_MOTHER_APK") {
-        Some(path) => std::fs::read(&path).expect("read TASKBUS_TEST_MOTHER_APK"),
-        None => {
-            let mut bytes = b"PK\x03\x04".to_vec();
-            bytes.extend((0..4096u32).map(|i| (i % 251) as u8));
-            bytes
-        }
-    }
-}
-
-/// Writes `<sdk_game_path>/<game>/<game>.apk` and returns its path.
-pub fn write_mother(cfg: &PackagerConfig, game: &str) -> PathBuf {
+/// Copies the signed fixture `variant` (see `fixtures::SIGNED`, `fixtures::UNSIGNED`)
+/// to `<sdk_game_path>/<game>/<game>.apk`; `None` (after printing `skipped:`) when the
+/// APK tools are missing.
+pub fn write_mother_variant(cfg: &PackagerConfig, game: &str, variant: &str) -> Option<PathBuf> {
+    let fx = fixtures::fixtures()?;
     let dir = cfg.sdk_game_path.join(game);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{game}.apk"));
-    std::fs::write(&path, mother_apk_bytes()).unwrap();
-    path
+    std::fs::copy(fx.join(variant), &path).unwrap();
+    Some(path)
+}
+
+/// The v1+v2+v3 signed mother as `<sdk_game_path>/<game>/<game>.apk`.
+pub fn write_mother(cfg: &PackagerConfig, game: &str) -> Option<PathBuf> {
+    write_mother_variant(cfg, game, "mother-v123.apk")
+}
+
+/// Checks a package built from the v1+v2+v3 mother (`fixtures::verify_package`).
+pub fn verify_v123(apk: &Path, channel: &str) {
+    fixtures::verify_package(apk, "mother-v123.apk", channel, "1.0");
 }
 
 /// Settings for a test under `dir`: fast retries, short blocking pops, unique keys.
@@ -96,6 +98,9 @@ pub async fn wait_for(
     found.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Status of a scripted answer that never comes (the request hangs).
+pub const HANG: u16 = 0;
+
 /// A local notice receiver answering a script of (status, body); the last answer repeats.
 pub struct NoticeServer {
     /// `http://127.0.0.1:<port>/notice`.
@@ -114,12 +119,17 @@ async fn answer(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> (StatusCode, String) {
     let _ = script.seen.send(fields);
-    let mut answers = script.answers.lock().unwrap();
-    let (status, body) = if answers.len() > 1 {
-        answers.remove(0)
-    } else {
-        answers[0].clone()
+    let (status, body) = {
+        let mut answers = script.answers.lock().unwrap();
+        if answers.len() > 1 {
+            answers.remove(0)
+        } else {
+            answers[0].clone()
+        }
     };
+    if status == HANG {
+        std::future::pending::<()>().await;
+    }
     (StatusCode::from_u16(status).unwrap(), body)
 }
 
