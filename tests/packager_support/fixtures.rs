@@ -67,20 +67,13 @@ fn build_fixtures() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// The fixture script: `$APK_FIXTURE_SCRIPT`, else `tools/` in this repository or in
-/// the `shared/` directory beside it.
+/// The fixture script: `$APK_FIXTURE_SCRIPT`, else `tools/` in this repository.
 fn script_path() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("APK_FIXTURE_SCRIPT") {
         return Some(PathBuf::from(path));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        root.join("tools").join(SCRIPT),
-        root.join("../shared/tools").join(SCRIPT),
-        root.join("../../shared/tools").join(SCRIPT),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
+    Some(root.join("tools").join(SCRIPT)).filter(|p| p.is_file())
 }
 
 /// Runs a tool and panics with its output when it fails.
