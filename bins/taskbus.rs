@@ -78,6 +78,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Apk { command } => taskbus::apk::cli::run(command),
         Command::Client(command) => {
+            let request = commands::request(command)?;
             let config = cli.common.load_config()?;
             let endpoint = cli
                 .endpoint
@@ -93,7 +94,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::anyhow!("cannot connect to {endpoint} within {timeout:?}")
             })??;
             let mut client = client.with_format(format).with_timeout(timeout);
-            commands::run(&mut client, command).await
+            commands::run(&mut client, &request).await
         }
     }
 }

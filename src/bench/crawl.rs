@@ -45,10 +45,15 @@ pub struct CrawlArgs {
     /// Links per page.
     #[arg(long, default_value_t = 20)]
     pub show: u64,
-    /// Most URLs waiting to be fetched or parsed; links beyond it are dropped (and
-    /// counted).
-    #[arg(long, default_value_t = 5_000)]
+    /// Most URLs waiting to be fetched; links beyond it are dropped (and counted).
+    /// The site's page numbers saturate 14 links deep, and a capped frontier goes one
+    /// level deeper per `frontier` pages: keep it above pages / 14.
+    #[arg(long, default_value_t = 150_000)]
     pub frontier: u64,
+    /// Most pages fetched but not yet parsed: the fetcher waits beyond it (the
+    /// backpressure `scrapy bench` gets from parsing in its one loop).
+    #[arg(long, default_value_t = 2_000)]
+    pub backlog: u64,
     /// Requests in flight in the fetcher (all to the one site).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -123,9 +128,7 @@ impl Stage for Capped {
         let (queued, dropped) = (self.queued_urls.clone(), self.dropped.clone());
         Box::pin(async move {
             let next = inner.await?;
-            // Pages count as waiting until parsed (one row each), so the fetcher
-            // cannot run ahead of the parser by more than the frontier either.
-            let parsed = metrics.rows_parsed.load(Ordering::Relaxed);
+            let fetched = metrics.pages.load(Ordering::Relaxed);
             let kept = next
                 .into_iter()
                 .filter(|envelope| {
@@ -133,7 +136,7 @@ impl Stage for Capped {
                         return true;
                     }
                     let urls = envelope.body["urls"].as_array().map_or(0, Vec::len) as u64;
-                    let waiting = queued.load(Ordering::Relaxed).saturating_sub(parsed);
+                    let waiting = queued.load(Ordering::Relaxed).saturating_sub(fetched);
                     if waiting + urls > frontier {
                         dropped.fetch_add(urls, Ordering::Relaxed);
                         return false;
@@ -143,6 +146,29 @@ impl Stage for Capped {
                 })
                 .collect();
             Ok(kept)
+        })
+    }
+}
+
+/// The fetcher stage, waiting while the parser is `backlog` pages behind.
+struct Throttled {
+    inner: Arc<dyn Stage>,
+    metrics: Arc<CrawlMetrics>,
+    backlog: u64,
+}
+
+impl Stage for Throttled {
+    fn handle(&self, task: Task) -> BoxFuture<'static, Result<Vec<NewTask>, StageError>> {
+        let (inner, metrics, backlog) = (self.inner.clone(), self.metrics.clone(), self.backlog);
+        Box::pin(async move {
+            let behind = || {
+                let fetched = metrics.pages.load(Ordering::Relaxed);
+                fetched.saturating_sub(metrics.rows_parsed.load(Ordering::Relaxed))
+            };
+            while behind() > backlog {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            inner.handle(task).await
         })
     }
 }
@@ -233,6 +259,12 @@ pub async fn run(args: &CrawlArgs) -> anyhow::Result<CrawlReport> {
                 frontier: args.frontier,
                 queued_urls: queued_urls.clone(),
                 dropped: dropped.clone(),
+            })
+        } else if spec.stage == "fetcher" {
+            Arc::new(Throttled {
+                inner: stage,
+                metrics: metrics.clone(),
+                backlog: args.backlog,
             })
         } else {
             stage

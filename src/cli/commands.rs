@@ -85,8 +85,16 @@ pub enum DeadAction {
     },
 }
 
-/// Runs one client command and prints its reply as JSON.
-pub async fn run(client: &mut Client, command: ClientCommand) -> anyhow::Result<()> {
+/// Runs one request and prints its reply as JSON.
+pub async fn run(client: &mut Client, request: &Value) -> anyhow::Result<()> {
+    let reply = client.request(request).await?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    Ok(())
+}
+
+/// The request a command sends (reading its input first, so that bad input is
+/// reported before any connection is tried).
+pub fn request(command: ClientCommand) -> anyhow::Result<Value> {
     let request = match command {
         ClientCommand::GetSize { topic } => json!({"type": "get_size", "topic": topic}),
         ClientCommand::GetTask { topic, count } => {
@@ -125,9 +133,7 @@ pub async fn run(client: &mut Client, command: ClientCommand) -> anyhow::Result<
             }
         },
     };
-    let reply = client.request(&request).await?;
-    println!("{}", serde_json::to_string_pretty(&reply)?);
-    Ok(())
+    Ok(request)
 }
 
 /// Reads tasks from a JSON file or stdin.
