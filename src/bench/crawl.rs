@@ -272,7 +272,11 @@ pub async fn run(args: &CrawlArgs) -> anyhow::Result<CrawlReport> {
         let mut options =
             WorkerOptions::from_config(&config, &spec.stage, spec.topics.clone(), spec.capacity);
         options.endpoint = endpoints.worker.clone();
-        workers.push(tokio::spawn(worker::run(options, stage, stop_workers.clone())));
+        workers.push(tokio::spawn(worker::run(
+            options,
+            stage,
+            stop_workers.clone(),
+        )));
     }
     let mut client = Client::connect(&endpoints.client).await?;
     while client.stats().await?["workers"]
@@ -342,7 +346,12 @@ pub async fn run(args: &CrawlArgs) -> anyhow::Result<CrawlReport> {
         pages_failed: m.pages_failed,
         links_dropped: dropped.load(Ordering::Relaxed),
         site_requests,
-        backend: if args.mysql.is_some() { "mysql" } else { "sqlite" }.into(),
+        backend: if args.mysql.is_some() {
+            "mysql"
+        } else {
+            "sqlite"
+        }
+        .into(),
         cpu_secs: cpu,
         cpu_cores_used: cpu / seconds,
         cpu_share: StageShares {
@@ -379,7 +388,12 @@ fn cpu_secs() -> f64 {
     // Fields after the command name (which may hold spaces) start at field 3.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name; USER_HZ is
     // 100 on Linux.
     (ticks(11) + ticks(12)) / 100.0

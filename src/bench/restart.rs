@@ -84,7 +84,9 @@ fn fill(config: &Config, n: u64) -> anyhow::Result<()> {
                 StoreOp::Upsert(TaskRecord {
                     guid: format!("restart-{i}"),
                     topic: "restart".into(),
-                    body: Body::Value(json!({"url": format!("https://example.com/item/{i}"), "page": i})),
+                    body: Body::Value(
+                        json!({"url": format!("https://example.com/item/{i}"), "page": i}),
+                    ),
                     attempt: 0,
                     state: StoredState::Ready,
                     timeout: None,

@@ -176,7 +176,13 @@ impl State {
         Ok(guid)
     }
 
-    fn insert_ready(&mut self, task: Task, packed: Option<Vec<u8>>, last_error: Option<String>, created_at_ms: i64) {
+    fn insert_ready(
+        &mut self,
+        task: Task,
+        packed: Option<Vec<u8>>,
+        last_error: Option<String>,
+        created_at_ms: i64,
+    ) {
         let guid: Arc<str> = Arc::from(task.guid.as_str());
         let topic = task.topic.clone();
         self.record(|| {

@@ -79,7 +79,15 @@ pub async fn on_signal(signal: Signal, config: &Config) {
 
 /// Prints an error as one line and exits non-zero.
 pub fn exit_with(error: anyhow::Error) -> ! {
-    let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+    // One line, whatever line breaks the messages inside carry.
+    let one_line = |m: String| {
+        m.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let chain: Vec<String> = error.chain().map(|e| one_line(e.to_string())).collect();
     eprintln!("error: {}", chain.join(": "));
     std::process::exit(1)
 }

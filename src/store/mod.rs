@@ -39,7 +39,9 @@ impl Body {
     /// The MessagePack bytes of the body.
     pub fn to_packed(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            Body::Value(value) => std::borrow::Cow::Owned(rmp_serde::to_vec_named(value).expect("json values encode as msgpack")),
+            Body::Value(value) => std::borrow::Cow::Owned(
+                rmp_serde::to_vec_named(value).expect("json values encode as msgpack"),
+            ),
             Body::Packed(bytes) => std::borrow::Cow::Borrowed(bytes),
         }
     }
@@ -48,7 +50,9 @@ impl Body {
     pub fn into_value(self) -> Result<Value, String> {
         match self {
             Body::Value(value) => Ok(value),
-            Body::Packed(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| format!("unreadable stored body: {e}")),
+            Body::Packed(bytes) => {
+                rmp_serde::from_slice(&bytes).map_err(|e| format!("unreadable stored body: {e}"))
+            }
         }
     }
 }

@@ -52,7 +52,11 @@ pub async fn build_with(
 pub fn task_rows(local: &LocalTask) -> Vec<Row> {
     let mut rows = Vec::new();
     for (page, entry) in local.body.parsing_data.iter().enumerate() {
-        let request = local.body.urls.get(page).map_or(0, |item| request_id(&item.url));
+        let request = local
+            .body
+            .urls
+            .get(page)
+            .map_or(0, |item| request_id(&item.url));
         let page_rows: Vec<&serde_json::Map<String, Value>> = match entry {
             Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
             Value::Object(row) => vec![row],
@@ -86,7 +90,12 @@ fn request_id(entry: &crate::crawl::UrlEntry) -> usize {
     if entry.data.is_null() && entry.page.is_null() && entry.method.eq_ignore_ascii_case("GET") {
         return 0;
     }
-    let text = format!("{}|{}|{}", entry.method.to_ascii_uppercase(), entry.data, entry.page);
+    let text = format!(
+        "{}|{}|{}",
+        entry.method.to_ascii_uppercase(),
+        entry.data,
+        entry.page
+    );
     let digest = Sha256::digest(text.as_bytes());
     let high = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
     (high as usize) << ITEM_BITS

@@ -314,7 +314,12 @@ async fn crawl_into(storer_config: StorerConfig, label: &str) -> Types {
         .into_iter()
         .collect();
     assert_eq!(items, want, "{label}: list rows");
-    let phones = stored(&storer, &types.phones, &["_url", "ware_id", "name", "price"]).await;
+    let phones = stored(
+        &storer,
+        &types.phones,
+        &["_url", "ware_id", "name", "price"],
+    )
+    .await;
     let want: Vec<String> = expected_phone_rows(&site).into_iter().collect();
     assert_eq!(phones, want, "{label}: search rows");
     let guids: BTreeSet<String> = storer
@@ -324,8 +329,15 @@ async fn crawl_into(storer_config: StorerConfig, label: &str) -> Types {
         .iter()
         .map(|r| r["_guid"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(guids.len(), 1, "rows carry the server task's guid: {guids:?}");
-    assert!(guids.iter().all(|g| g.starts_with("srv-items-")), "{guids:?}");
+    assert_eq!(
+        guids.len(),
+        1,
+        "rows carry the server task's guid: {guids:?}"
+    );
+    assert!(
+        guids.iter().all(|g| g.starts_with("srv-items-")),
+        "{guids:?}"
+    );
     storer.close().await.unwrap();
     // Every list page links to every other: each was fetched once.
     for page in 1..=LIST_PAGES {
@@ -584,7 +596,10 @@ async fn taskbus_run_crawls_the_example_site_and_exits_with_a_summary() {
     ]
     .map(|(k, v)| (format!("TASKBUS__{k}"), v));
     let config = Arc::new(taskbus::config::load(Some(&path), env).expect("bus.toml loads"));
-    assert!(config.run.exit_when_idle, "the default bus.toml runs a demo");
+    assert!(
+        config.run.exit_when_idle,
+        "the default bus.toml runs a demo"
+    );
     let want_rows = (LIST_PAGES * site_data::ITEMS_PER_PAGE) as u64;
     for round in 0..2 {
         let summary = taskbus::run::run(config.clone(), std::future::pending())
@@ -601,7 +616,10 @@ async fn taskbus_run_crawls_the_example_site_and_exits_with_a_summary() {
             ("example_items".into(), want_rows),
             ("jd_phones".into(), 30),
         ];
-        assert_eq!(summary.tables, tables, "round {round}: no duplicates: {text}");
+        assert_eq!(
+            summary.tables, tables,
+            "round {round}: no duplicates: {text}"
+        );
         assert!(text.contains("rows.sqlite3"), "{text}");
         assert!(text.contains("errors: 0"), "{text}");
     }
