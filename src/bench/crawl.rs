@@ -48,7 +48,7 @@ pub struct CrawlArgs {
     /// Most URLs waiting to be fetched; links beyond it are dropped (and counted).
     /// The site's page numbers saturate 14 links deep, and a capped frontier goes one
     /// level deeper per `frontier` pages: keep it above pages / 14.
-    #[arg(long, default_value_t = 150_000)]
+    #[arg(long, default_value_t = 250_000)]
     pub frontier: u64,
     /// Most pages fetched but not yet parsed: the fetcher waits beyond it (the
     /// backpressure `scrapy bench` gets from parsing in its one loop).

@@ -1,7 +1,8 @@
 //! The crawl pipeline on the bus, end to end: a broker, the executor, fetcher, parser
 //! and storer workers (built by `taskbus::stages::build`, over TCP) against the
 //! example site, checking the exact rows (computed from `site_data`) in SQLite and in
-//! the real MariaDB; redelivery, refusals, link dedup, a Python parser, `taskbus run`.
+//! the real MariaDB; redelivery, refusals, link dedup, a Python parser, `taskbus run`,
+//! and a short run of `taskbus-bench crawl`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -623,4 +624,33 @@ async fn taskbus_run_crawls_the_example_site_and_exits_with_a_summary() {
         assert!(text.contains("rows.sqlite3"), "{text}");
         assert!(text.contains("errors: 0"), "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawl_bench_follows_parses_and_stores_pages() {
+    let args = taskbus::bench::crawl::CrawlArgs {
+        seconds: 2.0,
+        json: None,
+        mysql: None,
+        show: 20,
+        frontier: 1_000,
+        backlog: 500,
+        concurrency: 16,
+        capacity: 4,
+        bulk: true,
+        store_capacity: 64,
+        quiet: true,
+    };
+    let report = taskbus::bench::crawl::run(&args).await.expect("bench runs");
+    assert!(
+        report.pages > 20,
+        "more than the first page's links: {report:?}"
+    );
+    assert_eq!(report.pages_failed, 0, "{report:?}");
+    assert!(report.rows > 0 && report.rows <= report.pages, "{report:?}");
+    assert!(report.site_requests >= report.pages, "{report:?}");
+    assert!(
+        report.links_dropped > 0,
+        "the frontier cap holds: {report:?}"
+    );
 }
