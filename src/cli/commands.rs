@@ -54,6 +54,21 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Add a scheduled total task from JSON (file or stdin): {"id", "topic", "body",
+    /// "trigger": {"interval": s} | {"cron": "m h dom mon dow"} | {"date": "..."}, ...}.
+    AddTask { file: Option<PathBuf> },
+    /// Change fields of a total task (JSON patch from a file or stdin).
+    ModifyTask { id: String, file: Option<PathBuf> },
+    /// Stop a total task from firing.
+    PauseTask { id: String },
+    /// Let a paused total task fire again.
+    ResumeTask { id: String },
+    /// Delete a total task and its queued instances (announced as task_deleted).
+    DeleteTask {
+        id: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Dead-lettered tasks.
     Dead {
         #[command(subcommand)]
@@ -121,6 +136,20 @@ pub fn request(command: ClientCommand) -> anyhow::Result<Value> {
         } => {
             json!({"type": "list_tasks", "topic": topic, "state": state, "limit": limit})
         }
+        ClientCommand::AddTask { file } => {
+            let mut spec = read_object(file)?;
+            spec.insert("type".into(), json!("add_task"));
+            Value::Object(spec)
+        }
+        ClientCommand::ModifyTask { id, file } => {
+            let mut patch = read_object(file)?;
+            patch.insert("type".into(), json!("modify_task"));
+            patch.insert("id".into(), json!(id));
+            Value::Object(patch)
+        }
+        ClientCommand::PauseTask { id } => json!({"type": "pause_task", "id": id}),
+        ClientCommand::ResumeTask { id } => json!({"type": "resume_task", "id": id}),
+        ClientCommand::DeleteTask { id, by } => json!({"type": "delete_task", "id": id, "by": by}),
         ClientCommand::Dead { action } => match action {
             DeadAction::List { topic, limit } => {
                 json!({"type": "dead_list", "topic": topic, "limit": limit})
@@ -136,9 +165,19 @@ pub fn request(command: ClientCommand) -> anyhow::Result<Value> {
     Ok(request)
 }
 
-/// Reads tasks from a JSON file or stdin.
-fn read_tasks(file: Option<PathBuf>, topic: Option<String>) -> anyhow::Result<Vec<NewTask>> {
-    let (text, origin) = match file.as_deref() {
+/// Reads a JSON object from a file or stdin.
+fn read_object(file: Option<PathBuf>) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let (text, origin) = read_input(file)?;
+    match serde_json::from_str(&text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => anyhow::bail!("{origin}: expected a json object"),
+        Err(e) => anyhow::bail!("{origin} is not valid json: {e}"),
+    }
+}
+
+/// The text of a file, or of stdin for none or `-`, with its name for messages.
+fn read_input(file: Option<PathBuf>) -> anyhow::Result<(String, String)> {
+    Ok(match file.as_deref() {
         None => (read_stdin()?, "stdin".to_owned()),
         Some(path) if path.as_os_str() == "-" => (read_stdin()?, "stdin".to_owned()),
         Some(path) => {
@@ -146,7 +185,12 @@ fn read_tasks(file: Option<PathBuf>, topic: Option<String>) -> anyhow::Result<Ve
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             (text, path.display().to_string())
         }
-    };
+    })
+}
+
+/// Reads tasks from a JSON file or stdin.
+fn read_tasks(file: Option<PathBuf>, topic: Option<String>) -> anyhow::Result<Vec<NewTask>> {
+    let (text, origin) = read_input(file)?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{origin} is not valid json: {e}"))?;
     let list = match value {
