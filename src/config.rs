@@ -88,6 +88,18 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Binds every endpoint to a free loopback port (benches and tests; the real
+    /// endpoints come from `Broker::endpoints`).
+    pub fn use_ephemeral_loopback(&mut self) {
+        for endpoint in [
+            &mut self.client_endpoint,
+            &mut self.worker_endpoint,
+            &mut self.events_endpoint,
+        ] {
+            *endpoint = "tcp://127.0.0.1:0".into();
+        }
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs_f64(self.heartbeat_interval_secs)
     }

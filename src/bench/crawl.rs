@@ -175,9 +175,7 @@ impl Stage for Throttled {
 
 fn bench_config(args: &CrawlArgs, data_dir: &std::path::Path) -> Config {
     let mut config = Config::default();
-    config.broker.client_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.worker_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.events_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.use_ephemeral_loopback();
     config.store.kind = StoreKind::Memory;
     config.worker.shutdown_grace_secs = 2.0;
     let crawl = &mut config.crawl;

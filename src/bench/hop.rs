@@ -106,9 +106,7 @@ pub async fn run(args: &HopArgs) -> anyhow::Result<HopReport> {
     );
     let data_dir = tempfile::tempdir()?;
     let mut config = Config::default();
-    config.broker.client_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.worker_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.events_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.use_ephemeral_loopback();
     config.broker.max_get_count = 100_000;
     config.store.kind = if args.durable {
         StoreKind::Sqlite

@@ -40,9 +40,7 @@ pub struct RestartReport {
 pub async fn run(args: &RestartArgs) -> anyhow::Result<RestartReport> {
     let data_dir = tempfile::tempdir()?;
     let mut config = Config::default();
-    config.broker.client_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.worker_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.events_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.use_ephemeral_loopback();
     config.store.kind = StoreKind::Sqlite;
     config.store.data_dir = data_dir.path().to_owned();
     let config = Arc::new(config);

@@ -14,9 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// A configuration for tests: loopback port 0, memory store, fast heartbeats.
 pub fn config(edit: impl FnOnce(&mut Config)) -> Arc<Config> {
     let mut config = Config::default();
-    config.broker.client_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.worker_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.events_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.use_ephemeral_loopback();
     config.broker.heartbeat_interval_secs = 0.25;
     config.store.kind = StoreKind::Memory;
     config.worker.reconnect_min_secs = 0.05;

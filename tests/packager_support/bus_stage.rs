@@ -53,9 +53,7 @@ fn lines_of(guid: &str) -> Vec<String> {
 
 fn bus_config(dir: &std::path::Path) -> Config {
     let mut config = Config::default();
-    config.broker.client_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.worker_endpoint = "tcp://127.0.0.1:0".into();
-    config.broker.events_endpoint = "tcp://127.0.0.1:0".into();
+    config.broker.use_ephemeral_loopback();
     config.broker.heartbeat_interval_secs = 0.25;
     config.store.kind = StoreKind::Memory;
     config.worker.reconnect_min_secs = 0.05;
