@@ -218,3 +218,64 @@ async fn recv_value(socket: &mut DealerSocket) -> Value {
     let frames = socket.recv().await.unwrap().into_vec();
     rmp_serde::from_slice(frames.last().unwrap()).unwrap()
 }
+
+/// A pyzmq SUB that prints each `task_deleted` body as JSON, one per line.
+const PY_SUBSCRIBER: &str = r#"
+import json, sys, msgpack, zmq
+sub = zmq.Context().socket(zmq.SUB)
+sub.setsockopt(zmq.SUBSCRIBE, b"task_deleted")
+sub.connect(sys.argv[1])
+print("subscribed", flush=True)
+sub.setsockopt(zmq.RCVTIMEO, 20000)
+name, body = sub.recv_multipart()
+print(json.dumps({"name": name.decode(), "body": msgpack.unpackb(body)}), flush=True)
+"#;
+
+#[tokio::test]
+async fn a_pyzmq_subscriber_sees_task_deleted() {
+    let Some(python) = crate::python::python() else {
+        return;
+    };
+    let broker = TestBroker::start(crate::common::config(|_| {})).await;
+    let mut client = broker.client().await;
+    let mut child = tokio::process::Command::new(python)
+        .args(["-c", PY_SUBSCRIBER, &broker.endpoints.events])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("subscribed")
+    );
+    // A subscription reaches the publisher a moment after the connection: delete
+    // total tasks until one deletion is seen (each is published once).
+    let mut attempt = 0;
+    let event: Value = loop {
+        attempt += 1;
+        assert!(
+            attempt < 200,
+            "no task_deleted seen by the python subscriber"
+        );
+        let id = format!("py_{attempt}");
+        client
+            .request(&json!({"type": "add_task", "id": id, "topic": "py_topic", "trigger": {"interval": 3600}}))
+            .await
+            .unwrap();
+        client
+            .request(&json!({"type": "delete_task", "id": id, "by": "pytest"}))
+            .await
+            .unwrap();
+        if let Ok(line) = tokio::time::timeout(Duration::from_millis(100), lines.next_line()).await
+        {
+            break serde_json::from_str(&line.unwrap().unwrap()).unwrap();
+        }
+    };
+    assert_eq!(event["name"], "task_deleted");
+    assert!(event["body"]["id"].as_str().unwrap().starts_with("py_"));
+    assert_eq!(event["body"]["by"], "pytest");
+    assert_eq!(event["body"]["dropped"], 0);
+    broker.stop().await;
+}
