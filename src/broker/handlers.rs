@@ -17,12 +17,28 @@ use crate::protocol::client::{AckReply, ClientFrames, ClientRequest, PutReply, I
 use crate::protocol::worker::{split_frames, BrokerMessage, WorkerMessage};
 use crate::protocol::{code, decode_value, encode, Format, ProtocolError};
 
+/// A reply to a client: its ROUTER frames and the encoding of the request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub frames: Vec<Bytes>,
+    pub format: Format,
+}
+
+impl Reply {
+    /// The same reply with its body replaced by `error`.
+    pub fn into_error(mut self, error: &ProtocolError) -> Reply {
+        if let Some(body) = self.frames.last_mut() {
+            *body = encode(self.format, &error.to_value());
+        }
+        self
+    }
+}
+
 /// Messages the handlers want sent.
 #[derive(Default)]
 pub struct Outbox {
-    /// Replies to clients, as full ROUTER frames. Sent once the store has committed
-    /// what the round changed.
-    pub replies: Vec<Vec<Bytes>>,
+    /// Replies to clients. Sent once the store has committed what the round changed.
+    pub replies: Vec<Reply>,
     /// Messages to workers, sent at once.
     pub to_workers: Vec<(Bytes, BrokerMessage)>,
     /// Events for the PUB socket: (event name, body).
@@ -65,7 +81,10 @@ impl Core {
             Err((Some(peer), delimited, error)) => {
                 log::warn!("client={} bad request: {}", peer_name(&peer), error.message);
                 let body = encode(Format::MsgPack, &error.to_value());
-                out.replies.push(ClientFrames::reply(peer, delimited, body));
+                out.replies.push(Reply {
+                    frames: ClientFrames::reply(peer, delimited, body),
+                    format: Format::MsgPack,
+                });
                 return;
             }
             Err((None, _, error)) => {
@@ -86,8 +105,8 @@ impl Core {
             }
         };
         let body = encode(format, &reply);
-        out.replies
-            .push(ClientFrames::reply(request.peer, request.delimited, body));
+        let frames = ClientFrames::reply(request.peer, request.delimited, body);
+        out.replies.push(Reply { frames, format });
     }
 
     fn answer(

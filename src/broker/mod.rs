@@ -24,7 +24,7 @@ use crate::protocol::worker::BrokerMessage;
 use crate::protocol::{code, encode, Format, ProtocolError};
 use crate::store::sqlite::{SqliteStore, StoreWriter};
 use crate::store::StoreOp;
-use handlers::{Core, Outbox};
+use handlers::{Core, Outbox, Reply};
 use schedule::{Clock, Scheduling, SystemClock};
 use state::State;
 
@@ -305,9 +305,9 @@ fn spawn_reader(
 struct Commits {
     writer: Option<StoreWriter>,
     next_batch: u64,
-    in_flight: Option<(u64, Vec<Vec<Bytes>>)>,
+    in_flight: Option<(u64, Vec<Reply>)>,
     staged_ops: Vec<StoreOp>,
-    staged_replies: Vec<Vec<Bytes>>,
+    staged_replies: Vec<Reply>,
 }
 
 impl Commits {
@@ -321,13 +321,39 @@ impl Commits {
         }
     }
 
+    /// Ends the batch in flight: its replies go out as they are, or, when the commit
+    /// failed, as `store_unavailable` errors (nothing they accepted was kept).
+    fn finish(
+        &mut self,
+        batch: u64,
+        result: Result<(), String>,
+    ) -> (Vec<Reply>, Option<ProtocolError>) {
+        let Some((in_flight, replies)) = self.in_flight.take() else {
+            return (Vec::new(), None);
+        };
+        debug_assert_eq!(in_flight, batch);
+        match result {
+            Ok(()) => (replies, None),
+            Err(message) => {
+                let error = ProtocolError::new(
+                    code::STORE_UNAVAILABLE,
+                    format!("store commit failed: {message}"),
+                );
+                (
+                    replies.into_iter().map(|r| r.into_error(&error)).collect(),
+                    Some(error),
+                )
+            }
+        }
+    }
+
     fn busy(&self) -> bool {
         self.in_flight.is_some() || !self.staged_ops.is_empty()
     }
 
     /// Starts writing the staged batch if none is being written. Returns replies that
     /// need no wait.
-    fn submit(&mut self) -> Vec<Vec<Bytes>> {
+    fn submit(&mut self) -> Vec<Reply> {
         if self.in_flight.is_some() {
             return Vec::new();
         }
@@ -353,7 +379,7 @@ struct Io {
     events: PubSocket,
     commits: Commits,
     /// Replies whose batch has committed, to be sent before anything staged later.
-    released: Vec<Vec<Bytes>>,
+    released: Vec<Reply>,
 }
 
 impl Io {
@@ -374,31 +400,16 @@ impl Io {
         core: &mut Core,
         batch: u64,
         result: Result<(), String>,
-    ) -> Vec<Vec<Bytes>> {
-        let Some((in_flight, replies)) = self.commits.in_flight.take() else {
-            return Vec::new();
-        };
-        debug_assert_eq!(in_flight, batch);
-        match result {
-            Ok(()) => replies,
-            Err(message) => {
-                let error = ProtocolError::new(
-                    code::STORE_UNAVAILABLE,
-                    format!("store commit failed: {message}"),
-                );
-                log::error!("store commit of batch {batch} failed, refusing new work: {message}");
-                core.refuse_work = Some(error.clone());
-                replies
-                    .into_iter()
-                    .map(|mut frames| {
-                        let format = Format::detect(frames.last().expect("reply has a body"));
-                        *frames.last_mut().expect("reply has a body") =
-                            encode(format, &error.to_value());
-                        frames
-                    })
-                    .collect()
-            }
+    ) -> Vec<Reply> {
+        let (replies, error) = self.commits.finish(batch, result);
+        if let Some(error) = error {
+            log::error!(
+                "store commit of batch {batch} failed, refusing new work: {}",
+                error.message
+            );
+            core.refuse_work = Some(error);
         }
+        replies
     }
 
     async fn on_committed(&mut self, core: &mut Core, batch: u64, result: Result<(), String>) {
@@ -413,16 +424,16 @@ impl Io {
         for (id, tasks) in core.state.dispatch(now) {
             out.to_workers.push((id, BrokerMessage::Task { tasks }));
         }
-        for frames in std::mem::take(&mut self.released) {
-            self.send_client(frames).await;
+        for reply in std::mem::take(&mut self.released) {
+            self.send_client(reply.frames).await;
         }
         let ops = core.state.take_journal();
         self.commits.staged_ops.extend(ops);
         // Replies keep their order: while a commit is pending, every reply waits
         // behind it, even one that changed nothing.
         self.commits.staged_replies.extend(out.replies);
-        for frames in self.commits.submit() {
-            self.send_client(frames).await;
+        for reply in self.commits.submit() {
+            self.send_client(reply.frames).await;
         }
         for (id, message) in out.to_workers {
             self.send_worker(core, id, &message).await;
@@ -458,5 +469,85 @@ impl Io {
             Ok(Err(error)) => core.on_unreachable_worker(&id, &format!("unreachable ({error})")),
             Err(_) => core.on_unreachable_worker(&id, "not reading"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use serde_json::{json, Value};
+
+    fn reply(format: Format, body: &Value) -> Reply {
+        Reply {
+            frames: vec![Bytes::from("peer"), Bytes::new(), encode(format, body)],
+            format,
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_turns_its_replies_into_store_errors_in_their_own_encoding() {
+        let mut commits = Commits::new(None);
+        commits.in_flight = Some((
+            7,
+            vec![
+                reply(Format::Json, &json!(3)),
+                reply(Format::MsgPack, &json!({"guids": ["a"]})),
+            ],
+        ));
+        let (replies, error) = commits.finish(7, Err("disk full".into()));
+        assert_eq!(error.unwrap().code, code::STORE_UNAVAILABLE);
+        let json_body: Value = serde_json::from_slice(replies[0].frames.last().unwrap()).unwrap();
+        assert_eq!(json_body["code"], code::STORE_UNAVAILABLE);
+        assert!(json_body["error"].as_str().unwrap().contains("disk full"));
+        let packed: Value = rmp_serde::from_slice(replies[1].frames.last().unwrap()).unwrap();
+        assert_eq!(packed["code"], code::STORE_UNAVAILABLE);
+        assert!(!commits.busy());
+    }
+
+    #[test]
+    fn a_committed_batch_releases_its_replies_unchanged() {
+        let mut commits = Commits::new(None);
+        let sent = reply(Format::Json, &json!({"guids": ["a"]}));
+        commits.in_flight = Some((1, vec![sent.clone()]));
+        let (replies, error) = commits.finish(1, Ok(()));
+        assert!(error.is_none());
+        assert_eq!(replies[0].frames, sent.frames);
+    }
+
+    #[test]
+    fn a_broker_that_refuses_work_still_answers_reads() {
+        let config = Arc::new(Config::default());
+        let mut core = Core::new(config.clone(), State::new(config, false));
+        core.refuse_work = Some(ProtocolError::new(
+            code::STORE_UNAVAILABLE,
+            "store commit failed: disk full",
+        ));
+        let mut out = Outbox::default();
+        let request = |body: Value| {
+            vec![
+                Bytes::from("peer"),
+                Bytes::new(),
+                Bytes::from(serde_json::to_vec(&body).unwrap()),
+            ]
+        };
+        let now = Instant::now();
+        core.on_client(
+            request(json!({"type": "put_task", "task": {"topic": "t"}})),
+            now,
+            &mut out,
+        );
+        core.on_client(
+            request(json!({"type": "get_size", "topic": "t"})),
+            now,
+            &mut out,
+        );
+        let bodies: Vec<Value> = out
+            .replies
+            .iter()
+            .map(|r| serde_json::from_slice(r.frames.last().unwrap()).unwrap())
+            .collect();
+        assert_eq!(bodies[0]["code"], code::STORE_UNAVAILABLE);
+        assert_eq!(bodies[1], json!("invalid queue"), "nothing was queued");
     }
 }
