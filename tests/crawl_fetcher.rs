@@ -5,34 +5,10 @@
 use serde_json::{json, Value};
 use taskbus::crawl::site::bind_local;
 use taskbus::crawl::site_data::{self, GB18030_TEXT, GBK_TEXT};
-use taskbus::crawl::{Content, Fetcher, FetcherConfig, LocalTask, ResultEntry, UrlEntry};
+use taskbus::crawl::{Fetcher, FetcherConfig, ResultEntry, UrlEntry};
 
-fn fast_config() -> FetcherConfig {
-    FetcherConfig {
-        backoff_base_ms: 40,
-        backoff_max_ms: 400,
-        ..FetcherConfig::default()
-    }
-}
-
-fn content(encode: &str, max_retry: u32) -> Content {
-    Content {
-        encode: encode.to_string(),
-        max_retry,
-        ..Content::default()
-    }
-}
-
-async fn fetch(fetcher: &Fetcher, entry: UrlEntry, content: &Content) -> ResultEntry {
-    fetcher.fetch_url(&entry, content).await
-}
-
-async fn fetch_all(fetcher: &Fetcher, urls: Vec<String>, content: Content) -> Vec<LocalTask> {
-    let entries = urls.into_iter().map(|u| UrlEntry::get(u, "test")).collect();
-    let mut task = LocalTask::with_urls("crawl_test", "guid-1", entries);
-    task.body.content = content;
-    fetcher.fetch_task(task).await
-}
+mod crawl_support;
+use crawl_support::{content, fast_config, fetch, fetch_all};
 
 fn json_body(result: &ResultEntry) -> Value {
     serde_json::from_str(&result.html).unwrap_or_else(|e| panic!("not json ({e}): {}", result.html))
