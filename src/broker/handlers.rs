@@ -76,14 +76,18 @@ impl Core {
 
     /// Handles one message from the client endpoint.
     pub fn on_client(&mut self, frames: Vec<Bytes>, now: Instant, out: &mut Outbox) {
+        // Answer in the encoding the client used, even when the frames are wrong.
+        let format = frames
+            .last()
+            .map_or(Format::MsgPack, |body| Format::detect(body));
         let request = match ClientFrames::parse(frames) {
             Ok(request) => request,
             Err((Some(peer), delimited, error)) => {
                 log::warn!("client={} bad request: {}", peer_name(&peer), error.message);
-                let body = encode(Format::MsgPack, &error.to_value());
+                let body = encode(format, &error.to_value());
                 out.replies.push(Reply {
                     frames: ClientFrames::reply(peer, delimited, body),
-                    format: Format::MsgPack,
+                    format,
                 });
                 return;
             }
@@ -92,7 +96,6 @@ impl Core {
                 return;
             }
         };
-        let format = Format::detect(&request.body);
         let reply = match self.answer(&request.body, now, out) {
             Ok(reply) => reply,
             Err(error) => {

@@ -161,3 +161,23 @@ async fn malformed_worker_messages_get_error_replies() {
     assert!(client.stats().await.is_ok());
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_json_client_with_bad_frames_gets_a_json_error() {
+    let broker = TestBroker::start(config(|_| {})).await;
+    let mut socket = DealerSocket::new();
+    socket.connect(&broker.endpoints.client).await.unwrap();
+    let frames = vec![
+        Bytes::new(),
+        Bytes::from_static(b"{\"type\": \"stats\"}"),
+        Bytes::from_static(b"{}"),
+    ];
+    socket
+        .send(ZmqMessage::try_from(frames).unwrap())
+        .await
+        .unwrap();
+    let reply = socket.recv().await.unwrap().into_vec();
+    let body: Value = serde_json::from_slice(reply.last().unwrap()).expect("a json reply");
+    assert_eq!(body["code"], "bad_frames");
+    broker.stop().await;
+}
