@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     pub max_get_count: usize,
     pub send_timeout_secs: f64,
     pub strict_topics: bool,
+    pub retry_backoff_secs: f64,
+    pub retry_backoff_max_secs: f64,
+    pub retry_jitter: bool,
 }
 
 impl Default for BrokerConfig {
@@ -83,6 +86,9 @@ impl Default for BrokerConfig {
             max_get_count: 10_000,
             send_timeout_secs: 1.0,
             strict_topics: false,
+            retry_backoff_secs: 1.0,
+            retry_backoff_max_secs: 60.0,
+            retry_jitter: true,
         }
     }
 }
@@ -118,6 +124,9 @@ impl BrokerConfig {
 pub struct TopicConfig {
     pub lease_timeout_secs: Option<f64>,
     pub max_retry: Option<u32>,
+    pub retry_backoff_secs: Option<f64>,
+    pub retry_backoff_max_secs: Option<f64>,
+    pub retry_jitter: Option<bool>,
 }
 
 /// `[store]`: where the broker keeps its queues.
@@ -282,9 +291,18 @@ impl Config {
         if b.max_get_count == 0 {
             return Err("broker.max_get_count: must be >= 1".into());
         }
+        let backoff_ok = |secs: f64| secs.is_finite() && (0.0..1e7).contains(&secs);
+        if !backoff_ok(b.retry_backoff_secs) || !backoff_ok(b.retry_backoff_max_secs) {
+            return Err("broker.retry_backoff_secs/retry_backoff_max_secs: must be between 0 and 10^7 seconds".into());
+        }
         for (name, topic) in &self.topics {
             if topic.lease_timeout_secs.is_some_and(|s| !positive(s)) {
                 return Err(format!("topics.{name}.lease_timeout_secs: must be > 0"));
+            }
+            for secs in [topic.retry_backoff_secs, topic.retry_backoff_max_secs] {
+                if secs.is_some_and(|s| !backoff_ok(s)) {
+                    return Err(format!("topics.{name}.retry_backoff_secs/retry_backoff_max_secs: must be between 0 and 10^7 seconds"));
+                }
             }
         }
         self.scheduler.validate().map_err(|e| e.to_string())?;

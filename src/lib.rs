@@ -1,6 +1,7 @@
 //! taskbus: a ZeroMQ message bus for crawl pipelines and APK channel packaging.
 
 pub mod apk;
+pub mod body;
 pub mod bench;
 pub mod broker;
 pub mod cli;

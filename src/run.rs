@@ -167,7 +167,7 @@ impl Running {
             .tasks
             .iter()
             .map(|task| NewTask {
-                body: fill_placeholder(&task.body, &base),
+                body: fill_placeholder(&task.body.to_value(), &base).into(),
                 ..task.clone()
             })
             .collect()
@@ -346,10 +346,11 @@ fn seed_task_types(tasks: &[NewTask]) -> BTreeSet<String> {
         .iter()
         .filter_map(|t| {
             t.body
+                .to_value()
                 .get(TASK_TYPE_KEY)
                 .and_then(Value::as_str)
-                .or(t.topic.as_deref())
                 .map(str::to_string)
+                .or(t.topic.clone())
         })
         .collect()
 }

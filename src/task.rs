@@ -2,7 +2,8 @@
 //! (`topic`, `guid`, `body`) plus the broker's delivery fields.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use crate::body::Body;
 
 /// A task handed to a worker or returned by `get_task`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -10,14 +11,15 @@ pub struct Task {
     pub guid: String,
     pub topic: String,
     #[serde(default)]
-    pub body: Value,
+    pub body: Body,
     /// 1 for the first delivery, 2 for the first retry, and so on.
     #[serde(default)]
     pub attempt: u32,
-    /// Lease length in seconds for this task; `None` uses the topic's default.
+    /// Lease length in seconds. A task handed out carries the effective value (its
+    /// own, else its topic's), so the holder knows when its lease ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
-    /// Retry limit for this task; `None` uses the topic's default.
+    /// Retry limit. A task handed out carries the effective value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retry: Option<u32>,
 }
@@ -31,7 +33,7 @@ pub struct NewTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guid: Option<String>,
     #[serde(default)]
-    pub body: Value,
+    pub body: Body,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,27 +42,25 @@ pub struct NewTask {
 
 impl NewTask {
     /// A task for `topic` with `body` and nothing else set.
-    pub fn new(topic: impl Into<String>, body: Value) -> Self {
+    pub fn new(topic: impl Into<String>, body: impl Into<Body>) -> Self {
         NewTask {
             topic: Some(topic.into()),
-            body,
+            body: body.into(),
             ..NewTask::default()
         }
-    }
-
-    /// The seed's `body.callback.topic`, when it names a topic.
-    pub fn callback_topic(&self) -> Option<&str> {
-        self.body
-            .get("callback")
-            .and_then(|c| c.get("topic"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
     }
 }
 
 /// A fresh random guid for a task that came without one.
 pub fn new_guid() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whether `guid` has the shape of one [`new_guid`] makes (32 lowercase hex digits).
+/// Any other guid was chosen by a producer or derived from a parent, and the broker
+/// keeps such a task from being queued twice.
+pub fn is_generated(guid: &str) -> bool {
+    guid.len() == 32 && guid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The guid of the `index`-th task produced by `parent`. Deterministic, so that a
@@ -78,14 +78,6 @@ pub fn root_guid(guid: &str) -> &str {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn callback_topic_is_read_from_the_seed_envelope() {
-        let task = NewTask::new("jm_crawl", json!({"callback": {"topic": "parsing"}}));
-        assert_eq!(task.callback_topic(), Some("parsing"));
-        let task = NewTask::new("jm_crawl", json!({"callback": {"topic": ""}}));
-        assert_eq!(task.callback_topic(), None);
-    }
 
     #[test]
     fn child_guids_are_deterministic_and_keep_their_root() {

@@ -132,10 +132,15 @@ impl Stage for Capped {
             let kept = next
                 .into_iter()
                 .filter(|envelope| {
-                    if envelope.callback_topic() != Some(FETCH_TOPIC) {
+                    if envelope.body.routing().callback_topic.as_deref() != Some(FETCH_TOPIC) {
                         return true;
                     }
-                    let urls = envelope.body["urls"].as_array().map_or(0, Vec::len) as u64;
+                    #[derive(serde::Deserialize)]
+                    struct Urls {
+                        #[serde(default)]
+                        urls: Vec<serde::de::IgnoredAny>,
+                    }
+                    let urls = envelope.body.decode::<Urls>().map_or(0, |u| u.urls.len()) as u64;
                     let waiting = queued.load(Ordering::Relaxed).saturating_sub(fetched);
                     if waiting + urls > frontier {
                         dropped.fetch_add(urls, Ordering::Relaxed);

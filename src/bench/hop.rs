@@ -85,7 +85,12 @@ struct Record(Arc<Recorder>);
 impl Stage for Record {
     fn handle(&self, task: Task) -> BoxFuture<'static, Result<Vec<NewTask>, StageError>> {
         let recorder = &self.0;
-        let put_us = task.body.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
+        #[derive(serde::Deserialize)]
+        struct Stamp {
+            #[serde(default)]
+            t: u64,
+        }
+        let put_us = task.body.decode::<Stamp>().map_or(0, |s| s.t);
         let now_us = recorder.origin.elapsed().as_micros() as u64;
         let _ = recorder
             .latency_us

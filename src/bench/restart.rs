@@ -14,7 +14,8 @@ use crate::broker::Broker;
 use crate::client::Client;
 use crate::config::{Config, StoreKind};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Body, StoreOp, StoredState, TaskRecord};
+use crate::body::Body;
+use crate::store::{compact, StoreOp, StoredState, TaskRecord};
 
 /// Flags of `taskbus-bench restart`.
 #[derive(Debug, Clone, Args)]
@@ -82,8 +83,8 @@ fn fill(config: &Config, n: u64) -> anyhow::Result<()> {
                 StoreOp::Upsert(TaskRecord {
                     guid: format!("restart-{i}"),
                     topic: "restart".into(),
-                    body: Body::Value(
-                        json!({"url": format!("https://example.com/item/{i}"), "page": i}),
+                    body: Body::from_value(
+                        &json!({"url": format!("https://example.com/item/{i}"), "page": i}),
                     ),
                     attempt: 0,
                     state: StoredState::Ready,
@@ -94,7 +95,7 @@ fn fill(config: &Config, n: u64) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        store.commit(ops)?;
+        store.commit(&compact(ops))?;
         written += batch;
     }
     Ok(())

@@ -1,27 +1,31 @@
 //! What the broker does with one client request or one worker message. Handlers
 //! change the [`State`] and push what must be sent into the [`Outbox`]; the loop in
-//! `broker/mod.rs` does the sending.
+//! `broker/mod.rs` does the sending. The client verbs are in `verbs.rs`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::schedule::Scheduling;
-use super::state::{Holder, State};
+use super::state::State;
 use super::workers::{peer_name, WorkerEntry};
 use crate::config::Config;
-use crate::protocol::client::{AckReply, ClientFrames, ClientRequest, PutReply, INVALID_QUEUE};
-use crate::protocol::worker::{split_frames, BrokerMessage, WorkerMessage};
-use crate::protocol::{code, decode_value, encode, Format, ProtocolError};
+use crate::protocol::client::{ClientFrames, ClientRequest};
+use crate::protocol::decode::peek;
+use crate::protocol::worker::{encode_broker_message, split_frames, BrokerMessage, WorkerMessage};
+use crate::protocol::{code, encode, Format, ProtocolError};
 
 /// A reply to a client: its ROUTER frames and the encoding of the request.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub frames: Vec<Bytes>,
     pub format: Format,
+    /// Whether the reply accepts work (a put, a new total task): when the commit
+    /// holding it fails, the reply becomes `store_unavailable`.
+    pub accepts_work: bool,
 }
 
 impl Reply {
@@ -39,29 +43,35 @@ impl Reply {
 pub struct Outbox {
     /// Replies to clients. Sent once the store has committed what the round changed.
     pub replies: Vec<Reply>,
-    /// Messages to workers, sent at once.
-    pub to_workers: Vec<(Bytes, BrokerMessage)>,
+    /// Encoded messages to workers, sent at once.
+    pub to_workers: Vec<(Bytes, Bytes)>,
     /// Events for the PUB socket: (event name, body).
     pub events: Vec<(String, Value)>,
 }
 
-/// The scheduler verbs, answered by whoever owns the schedule.
-pub trait ScheduleVerbs {
-    fn handle(
-        &mut self,
-        state: &mut State,
-        request: ClientRequest,
-        out: &mut Outbox,
-    ) -> Result<Value, ProtocolError>;
+impl Outbox {
+    /// Queues `message` for worker `id`.
+    pub fn to_worker(&mut self, id: Bytes, message: &BrokerMessage) {
+        self.to_workers.push((id, encode_broker_message(message)));
+    }
 }
+
+/// How many unknown identities the broker remembers having told to send READY.
+const TOLD_UNKNOWN_MAX: usize = 10_000;
 
 /// The broker's state plus what it needs to answer requests.
 pub struct Core {
     pub config: Arc<Config>,
     pub state: State,
-    /// Set while shutting down or after a store failure: new work is refused.
+    /// Set while shutting down: new work is refused.
     pub refuse_work: Option<ProtocolError>,
+    /// The last commit failed with this error; new work is refused until a commit
+    /// succeeds again.
+    pub store_error: Option<String>,
     pub schedule: Option<Scheduling>,
+    /// Unknown identities already told to send READY: a worker that follows the doc
+    /// sends one READY, however many of its messages were in flight.
+    told_unknown: HashSet<Bytes>,
 }
 
 impl Core {
@@ -70,8 +80,23 @@ impl Core {
             config,
             state,
             refuse_work: None,
+            store_error: None,
             schedule: None,
+            told_unknown: HashSet::new(),
         }
+    }
+
+    /// The error a request that brings new work gets now, if any.
+    pub fn work_refusal(&self) -> Option<ProtocolError> {
+        if let Some(error) = &self.refuse_work {
+            return Some(error.clone());
+        }
+        self.store_error.as_ref().map(|message| {
+            ProtocolError::new(
+                code::STORE_UNAVAILABLE,
+                format!("store commit failed: {message}; new work is refused until the store takes commits again"),
+            )
+        })
     }
 
     /// Handles one message from the client endpoint.
@@ -88,6 +113,7 @@ impl Core {
                 out.replies.push(Reply {
                     frames: ClientFrames::reply(peer, delimited, body),
                     format,
+                    accepts_work: false,
                 });
                 return;
             }
@@ -96,150 +122,32 @@ impl Core {
                 return;
             }
         };
-        let reply = match self.answer(&request.body, now, out) {
-            Ok(reply) => reply,
-            Err(error) => {
-                log::warn!(
-                    "client={} request refused: {}",
-                    peer_name(&request.peer),
-                    error
-                );
-                error.to_value()
+        let max_bytes = self.config.broker.max_message_bytes;
+        let parsed = peek(&request.body, format, max_bytes).and_then(|typed| {
+            ClientRequest::parse(&typed, self.config.broker.max_get_count)
+        });
+        let (body, accepts_work) = match parsed {
+            Ok(parsed) => {
+                let accepts_work = parsed.accepts_work();
+                let answer = self.answer(parsed, format, now, out);
+                (answer, accepts_work)
             }
+            Err(error) => (Err(error), false),
         };
-        let body = encode(format, &reply);
+        let body = body.unwrap_or_else(|error| {
+            log::warn!(
+                "client={} request refused: {}",
+                peer_name(&request.peer),
+                error
+            );
+            encode(format, &error.to_value())
+        });
         let frames = ClientFrames::reply(request.peer, request.delimited, body);
-        out.replies.push(Reply { frames, format });
-    }
-
-    fn answer(
-        &mut self,
-        body: &[u8],
-        now: Instant,
-        out: &mut Outbox,
-    ) -> Result<Value, ProtocolError> {
-        let (value, _) = decode_value(body, self.config.broker.max_message_bytes)?;
-        let request = ClientRequest::parse(value, self.config.broker.max_get_count)?;
-        let state = &mut self.state;
-        match request {
-            ClientRequest::GetTask { topic, count } => {
-                let tasks: Vec<_> = (0..count)
-                    .map_while(|_| state.lease_next(&topic, Holder::Client, now))
-                    .collect();
-                Ok(serde_json::to_value(tasks).expect("tasks serialize"))
-            }
-            ClientRequest::GetSize { topic } => Ok(match state.size(&topic) {
-                Some(n) => json!(n),
-                None => json!(INVALID_QUEUE),
-            }),
-            ClientRequest::PutTask { tasks } => {
-                if let Some(error) = &self.refuse_work {
-                    return Err(error.clone());
-                }
-                // Validate all first, so that a bad task in a batch accepts none.
-                for (i, task) in tasks.iter().enumerate() {
-                    if task.topic.as_deref().is_none_or(str::is_empty) {
-                        return Err(ProtocolError::new(
-                            code::BAD_REQUEST,
-                            format!("tasks[{i}]: missing field `topic`"),
-                        ));
-                    }
-                }
-                let guids = tasks
-                    .into_iter()
-                    .map(|task| state.put(task))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(serde_json::to_value(PutReply { guids }).expect("reply serializes"))
-            }
-            ClientRequest::Ack { guids } => {
-                let mut acked = 0;
-                let mut missing = Vec::new();
-                for guid in guids {
-                    match state.complete(&guid, Vec::new(), None) {
-                        Ok(_) => acked += 1,
-                        Err(_) => missing.push(guid),
-                    }
-                }
-                Ok(serde_json::to_value(AckReply { acked, missing }).expect("reply serializes"))
-            }
-            ClientRequest::Nack {
-                guid,
-                retryable,
-                error,
-            } => {
-                let error = error.unwrap_or_else(|| "nacked by client".into());
-                let now_in = state.fail(&guid, error, retryable)?;
-                Ok(json!({ "guid": guid, "state": now_in }))
-            }
-            ClientRequest::ListTasks(filter) => {
-                let queued = state.list(
-                    filter.topic.as_deref(),
-                    filter.state.as_deref(),
-                    filter.limit,
-                    now,
-                );
-                let mut reply = json!({ "queued": queued });
-                if let Some(schedule) = self.schedule.as_mut() {
-                    let scheduled =
-                        schedule.handle(state, ClientRequest::ListTasks(filter), out)?;
-                    reply["scheduled"] = scheduled;
-                }
-                Ok(reply)
-            }
-            ClientRequest::TaskStatus { guid } => state.task_status(&guid, now).ok_or_else(|| {
-                ProtocolError::new(code::NOT_FOUND, format!("no task with guid \"{guid}\""))
-            }),
-            ClientRequest::Stats => Ok(json!({
-                "topics": state.topic_stats(),
-                "workers": state.workers.stats(now),
-                "scheduler": self.schedule.as_ref().map(Scheduling::stats),
-            })),
-            ClientRequest::DeadList { topic, limit } => {
-                let guids = state.dead_guids(topic.as_deref());
-                let tasks: Vec<Value> = guids
-                    .iter()
-                    .take(limit)
-                    .filter_map(|g| state.task_status(g, now))
-                    .collect();
-                Ok(json!({ "total": guids.len(), "tasks": tasks }))
-            }
-            ClientRequest::DeadRetry { topic, guids } => {
-                let guids = if guids.is_empty() {
-                    state.dead_guids(topic.as_deref())
-                } else {
-                    guids
-                };
-                let retried = guids.iter().filter(|g| state.retry_dead(g)).count();
-                Ok(json!({ "retried": retried }))
-            }
-            ClientRequest::DeadPurge { topic, guids } => {
-                let guids = if guids.is_empty() {
-                    state.dead_guids(topic.as_deref())
-                } else {
-                    guids
-                };
-                let purged = guids.iter().filter(|g| state.purge_dead(g)).count();
-                Ok(json!({ "purged": purged }))
-            }
-            scheduled @ (ClientRequest::AddTask { .. }
-            | ClientRequest::ModifyTask { .. }
-            | ClientRequest::PauseTask { .. }
-            | ClientRequest::ResumeTask { .. }
-            | ClientRequest::DeleteTask { .. }) => {
-                if matches!(scheduled, ClientRequest::AddTask { .. }) {
-                    if let Some(error) = &self.refuse_work {
-                        return Err(error.clone());
-                    }
-                }
-                match self.schedule.as_mut() {
-                    Some(schedule) => schedule.handle(state, scheduled, out),
-                    None => Err(ProtocolError::new(
-                        code::UNKNOWN_TYPE,
-                        "this broker runs no scheduler",
-                    )),
-                }
-            }
-        }
+        out.replies.push(Reply {
+            frames,
+            format,
+            accepts_work,
+        });
     }
 
     /// Handles one message from the worker endpoint.
@@ -249,18 +157,17 @@ impl Core {
             Err((peer, error)) => {
                 log::warn!("worker message refused: {}", error.message);
                 if let Some(peer) = peer {
-                    out.to_workers.push((peer, error_message(&error)));
+                    out.to_worker(peer, &error_message(&error));
                 }
                 return;
             }
         };
-        let message = decode_value(&body, self.config.broker.max_message_bytes)
-            .and_then(|(value, _)| WorkerMessage::parse(value));
+        let message = read_worker_message(&body, self.config.broker.max_message_bytes);
         let message = match message {
             Ok(message) => message,
             Err(error) => {
                 log::warn!("worker={} message refused: {}", peer_name(&peer), error);
-                out.to_workers.push((peer, error_message(&error)));
+                out.to_worker(peer, &error_message(&error));
                 return;
             }
         };
@@ -300,26 +207,14 @@ impl Core {
                     in_flight: HashSet::new(),
                     last_seen: now,
                 };
-                self.state.register_worker(peer.clone(), entry);
+                self.told_unknown.remove(&peer);
+                self.state.register_worker(peer.clone(), entry, now);
             }
-            WorkerMessage::Done { guid, next } => {
-                let next_topic = self
-                    .state
-                    .workers
-                    .get(&peer)
-                    .and_then(|w| w.next_topic.clone());
-                match self.state.complete(&guid, next, next_topic.as_deref()) {
-                    Ok(created) => log::debug!(
-                        "guid={} worker={} done next={}",
-                        guid,
-                        peer_name(&peer),
-                        created
-                    ),
-                    Err(error) => {
-                        log::debug!("worker={} done ignored: {}", peer_name(&peer), error)
-                    }
-                }
-            }
+            WorkerMessage::Done {
+                guid,
+                next,
+                next_topic,
+            } => self.on_done(&peer, guid, next, next_topic, now, out),
             WorkerMessage::Fail {
                 guid,
                 error,
@@ -332,13 +227,15 @@ impl Core {
                     retryable,
                     error
                 );
-                if let Err(error) = self.state.fail(&guid, error, retryable) {
+                self.state.answered(&peer, &guid);
+                if let Err(error) = self.state.fail(&guid, error, retryable, now) {
                     log::debug!("worker={} fail ignored: {}", peer_name(&peer), error);
                 }
             }
             WorkerMessage::Heartbeat {} => {}
             WorkerMessage::Disconnect {} => {
-                let returned = self.state.remove_worker(&peer, "disconnected");
+                let returned = self.state.remove_worker(&peer, "disconnected", now);
+                self.told_unknown.remove(&peer);
                 log::info!(
                     "worker={} disconnected, {} leases returned",
                     peer_name(&peer),
@@ -348,23 +245,59 @@ impl Core {
             }
         }
         let registered_now = self.state.workers.get(&peer).is_some();
-        if !known && !registered_now {
-            out.to_workers.push((
-                peer,
-                BrokerMessage::Disconnect {
-                    reason: "unknown worker: send ready".into(),
-                },
-            ));
+        if !known && !registered_now && self.told_unknown.len() < TOLD_UNKNOWN_MAX {
+            if self.told_unknown.insert(peer.clone()) {
+                out.to_worker(
+                    peer,
+                    &BrokerMessage::Disconnect {
+                        reason: "unknown worker: send ready".into(),
+                    },
+                );
+            }
         }
     }
 
-    /// Declares dead every worker silent for longer than the heartbeat expiry and
-    /// sends heartbeats to the others.
-    pub fn on_heartbeat_tick(&mut self, now: Instant, out: &mut Outbox) {
+    fn on_done(
+        &mut self,
+        peer: &Bytes,
+        guid: String,
+        next: Vec<crate::task::NewTask>,
+        next_topic: Option<String>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        self.state.answered(peer, &guid);
+        let next_topic = next_topic.or_else(|| {
+            self.state
+                .workers
+                .get(peer)
+                .and_then(|w| w.next_topic.clone())
+        });
+        match self.state.complete(&guid, next, next_topic.as_deref()) {
+            Ok(created) => log::debug!(
+                "guid={} worker={} done next={}",
+                guid,
+                peer_name(peer),
+                created
+            ),
+            Err(error) if error.code == code::UNROUTABLE => {
+                log::error!(target: "scripts", "guid={guid} worker={} {}", peer_name(peer), error.message);
+                let _ = self.state.fail(&guid, error.message.clone(), true, now);
+                out.to_worker(peer.clone(), &error_message(&error));
+            }
+            Err(error) => {
+                log::debug!("worker={} done ignored: {}", peer_name(peer), error)
+            }
+        }
+    }
+
+    /// Declares dead every worker silent for `heartbeat_liveness` intervals. Called
+    /// often (a tenth of an interval), so detection is not an interval late.
+    pub fn check_liveness(&mut self, now: Instant) {
         let expiry = self.config.broker.peer_expiry();
         if let Some(cutoff) = now.checked_sub(expiry) {
             for id in self.state.workers.silent_since(cutoff) {
-                let returned = self.state.remove_worker(&id, "missed heartbeats");
+                let returned = self.state.remove_worker(&id, "missed heartbeats", now);
                 log::warn!(
                     "worker={} missed heartbeats, declared dead, {} leases returned",
                     peer_name(&id),
@@ -372,14 +305,20 @@ impl Core {
                 );
             }
         }
+    }
+
+    /// Sends a heartbeat to every worker.
+    pub fn on_heartbeat_tick(&mut self, now: Instant, out: &mut Outbox) {
+        self.check_liveness(now);
+        let heartbeat = encode_broker_message(&BrokerMessage::Heartbeat {});
         for id in self.state.workers.ids() {
-            out.to_workers.push((id, BrokerMessage::Heartbeat {}));
+            out.to_workers.push((id, heartbeat.clone()));
         }
     }
 
     /// A worker the socket could not reach: its leases go back.
-    pub fn on_unreachable_worker(&mut self, id: &Bytes, why: &str) {
-        let returned = self.state.remove_worker(id, why);
+    pub fn on_unreachable_worker(&mut self, id: &Bytes, why: &str, now: Instant) {
+        let returned = self.state.remove_worker(id, why, now);
         if returned > 0 || self.state.workers.get(id).is_none() {
             log::warn!(
                 "worker={} {}, {} leases returned",
@@ -391,7 +330,19 @@ impl Core {
     }
 }
 
-fn error_message(error: &ProtocolError) -> BrokerMessage {
+/// Reads a worker's message: MessagePack only, as the protocol says.
+fn read_worker_message(body: &[u8], max_bytes: usize) -> Result<WorkerMessage, ProtocolError> {
+    if Format::detect(body) == Format::Json {
+        return Err(ProtocolError::new(
+            code::MALFORMED,
+            "worker messages are MessagePack maps; the worker endpoint takes no JSON",
+        ));
+    }
+    let typed = peek(body, Format::MsgPack, max_bytes)?;
+    WorkerMessage::parse(&typed)
+}
+
+pub(super) fn error_message(error: &ProtocolError) -> BrokerMessage {
     BrokerMessage::Error {
         error: error.message.clone(),
         code: error.code.to_owned(),

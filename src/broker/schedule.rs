@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::handlers::Outbox;
-use super::state::State;
+use super::state::{Origin, State};
 use crate::protocol::client::ClientRequest;
 use crate::protocol::worker::BrokerMessage;
 use crate::protocol::{code, ProtocolError};
@@ -120,7 +120,7 @@ impl Scheduling {
                 };
                 let mut instance = NewTask::new(task.topic.clone(), instance_body(task, firing));
                 instance.guid = Some(instance_guid(&task.id));
-                match state.put(instance) {
+                match state.put(instance, Origin::Derived) {
                     Ok(guid) => log::info!(
                         target: "scripts",
                         "guid={guid} topic={} total_task={} fired for {}", task.topic, task.id, firing.scheduled_for
@@ -170,13 +170,13 @@ impl Scheduling {
         let task = self.schedule.delete(id).map_err(schedule_error)?;
         let (dropped, held) = state.remove_lineage(|guid| of_total_task(guid, id));
         for (worker, guids) in held {
-            out.to_workers.push((
+            out.to_worker(
                 worker,
-                BrokerMessage::Cancel {
+                &BrokerMessage::Cancel {
                     guids,
                     reason: format!("total task {id} deleted"),
                 },
-            ));
+            );
         }
         let record = json!({
             "id": id,

@@ -28,6 +28,7 @@ use serde_json::Value;
 use super::envelope::{Callback, LocalTask};
 use super::{execute, ExecutorRegistry, Fetcher, Parser};
 use crate::config::{Config, WorkerSpec};
+use crate::body::Body;
 use crate::task::{root_guid, NewTask, Task};
 use crate::worker::{Stage, StageError};
 
@@ -187,10 +188,9 @@ fn topic_or(topic: &Option<String>, default: &str) -> String {
 
 /// Reads a wire task as the crawl library's [`LocalTask`]: `topic` is the task type
 /// (`body.task_type`, else the queue the task is in), `guid` the server task's (the
-/// root of the wire guid). The body is taken out of `task`. A body that is not an
-/// envelope is a permanent failure.
+/// root of the wire guid). A body that is not an envelope is a permanent failure.
 pub fn local_task(task: &mut Task) -> Result<LocalTask, StageError> {
-    let body = serde_json::from_value(task.body.take()).map_err(|e| {
+    let body = task.body.decode().map_err(|e| {
         StageError::permanent(format!(
             "guid={} body is not a local_task body: {e}",
             task.guid
@@ -233,7 +233,7 @@ pub fn envelope(mut local: LocalTask, destination: &str, fetch_topic: &str) -> N
         FETCH_TOPIC_KEY.into(),
         Value::String(fetch_topic.to_string()),
     );
-    let body = serde_json::to_value(&local.body).expect("a local_task body serializes");
+    let body = Body::encode(&local.body).expect("a local_task body encodes");
     NewTask {
         topic: Some(destination.to_string()),
         body,

@@ -185,8 +185,9 @@ impl Stage for PackageStage {
         let forward = self.forward;
         Box::pin(async move {
             let origin = format!("guid={} topic={}", task.guid, task.topic);
-            match handle_bus_task_as(&packager, &origin, task.body.clone()).await {
-                Ok(result) => Ok(result_envelope(task.body, result, forward)),
+            let body = task.body.to_value();
+            match handle_bus_task_as(&packager, &origin, body.clone()).await {
+                Ok(result) => Ok(result_envelope(body, result, forward)),
                 Err(e) => Err(stage_error(&origin, &e)),
             }
         })
@@ -208,7 +209,7 @@ fn result_envelope(body: Value, result: Value, forward: bool) -> Vec<NewTask> {
     }
     next.insert("result".into(), result);
     vec![NewTask {
-        body: Value::Object(next),
+        body: Value::Object(next).into(),
         ..NewTask::default()
     }]
 }

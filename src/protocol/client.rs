@@ -5,7 +5,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{code, fields, message_type, ProtocolError};
+use super::decode::Typed;
+use super::{code, ProtocolError};
+use crate::store::HistoryRecord;
 use crate::task::NewTask;
 
 /// The frames of one client request as the ROUTER delivers them.
@@ -210,12 +212,12 @@ fn yes() -> bool {
 }
 
 impl ClientRequest {
-    /// Reads a decoded body. `max_count` bounds `get_task`'s `count`.
-    pub fn parse(value: Value, max_count: usize) -> Result<ClientRequest, ProtocolError> {
-        let kind = message_type(&value)?.to_owned();
+    /// Reads a checked body. `max_count` bounds `get_task`'s `count`.
+    pub fn parse(typed: &Typed<'_>, max_count: usize) -> Result<ClientRequest, ProtocolError> {
+        let kind = typed.kind.clone();
         let request = match kind.as_str() {
             "get_task" => {
-                let r: GetTask = fields(&kind, value)?;
+                let r: GetTask = typed.fields()?;
                 let count = r.count.unwrap_or(1);
                 if count <= 0 || count as u64 > max_count as u64 {
                     return Err(ProtocolError::new(
@@ -229,10 +231,10 @@ impl ClientRequest {
                 }
             }
             "get_size" => ClientRequest::GetSize {
-                topic: fields::<TopicOnly>(&kind, value)?.topic,
+                topic: typed.fields::<TopicOnly>()?.topic,
             },
             "put_task" => {
-                let r: PutTask = fields(&kind, value)?;
+                let r: PutTask = typed.fields()?;
                 let tasks =
                     match (r.task, r.tasks) {
                         (Some(task), None) => vec![task],
@@ -245,32 +247,32 @@ impl ClientRequest {
                 ClientRequest::PutTask { tasks }
             }
             "ack" => ClientRequest::Ack {
-                guids: guid_list(&kind, fields(&kind, value)?)?,
+                guids: guid_list(&kind, typed.fields()?)?,
             },
             "nack" => {
-                let r: Nack = fields(&kind, value)?;
+                let r: Nack = typed.fields()?;
                 ClientRequest::Nack {
                     guid: r.guid,
                     retryable: r.retryable,
                     error: r.error,
                 }
             }
-            "list_tasks" => ClientRequest::ListTasks(fields(&kind, value)?),
+            "list_tasks" => ClientRequest::ListTasks(typed.fields()?),
             "task_status" => {
-                let r: Guids = fields(&kind, value)?;
+                let r: Guids = typed.fields()?;
                 let guid = r.guid.ok_or_else(|| missing(&kind, "guid"))?;
                 ClientRequest::TaskStatus { guid }
             }
             "stats" => ClientRequest::Stats,
             "dead_list" => {
-                let r: DeadList = fields(&kind, value)?;
+                let r: DeadList = typed.fields()?;
                 ClientRequest::DeadList {
                     topic: r.topic,
                     limit: r.limit,
                 }
             }
             "dead_retry" | "dead_purge" => {
-                let r: Guids = fields(&kind, value)?;
+                let r: Guids = typed.fields()?;
                 let topic = r.topic.clone();
                 let guids = r
                     .guid
@@ -283,19 +285,24 @@ impl ClientRequest {
                     ClientRequest::DeadPurge { topic, guids }
                 }
             }
-            "add_task" => ClientRequest::AddTask { spec: value },
+            "add_task" => ClientRequest::AddTask {
+                spec: typed.fields()?,
+            },
             "modify_task" => {
-                let id = fields::<TotalTaskId>(&kind, value.clone())?.id;
-                ClientRequest::ModifyTask { id, patch: value }
+                let id = typed.fields::<TotalTaskId>()?.id;
+                ClientRequest::ModifyTask {
+                    id,
+                    patch: typed.fields()?,
+                }
             }
             "pause_task" => ClientRequest::PauseTask {
-                id: fields::<TotalTaskId>(&kind, value)?.id,
+                id: typed.fields::<TotalTaskId>()?.id,
             },
             "resume_task" => ClientRequest::ResumeTask {
-                id: fields::<TotalTaskId>(&kind, value)?.id,
+                id: typed.fields::<TotalTaskId>()?.id,
             },
             "delete_task" => {
-                let r: TotalTaskId = fields(&kind, value)?;
+                let r: TotalTaskId = typed.fields()?;
                 ClientRequest::DeleteTask { id: r.id, by: r.by }
             }
             other => {
@@ -340,6 +347,46 @@ pub struct PutReply {
     pub guids: Vec<String>,
 }
 
+/// One topic's counters, as `stats` reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicStats {
+    /// Tasks that may be handed out now.
+    pub ready: usize,
+    /// Tasks waiting out the retry backoff after a failed attempt.
+    pub delayed: usize,
+    pub leased: usize,
+    pub done: u64,
+    pub failed: u64,
+    pub dead: usize,
+}
+
+/// A live task as `task_status`, `list_tasks` and `dead_list` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub guid: String,
+    pub topic: String,
+    /// `pending` (its commit is on the way), `ready`, `delayed` (retry backoff),
+    /// `leased` or `dead`.
+    pub state: String,
+    pub attempt: u32,
+    /// The effective retry limit (the task's own, else its topic's).
+    pub max_retry: u32,
+    /// The worker's id, or `"client"` for a task taken with `get_task`.
+    pub holder: Option<String>,
+    /// Milliseconds until the lease ends (leased) or the backoff ends (delayed).
+    pub expires_in_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// What `task_status` finds: a live task, or a finished one in the recent history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TaskLookup {
+    Live(TaskInfo),
+    Finished(HistoryRecord),
+}
+
 /// Reply to `ack`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AckReply {
@@ -351,10 +398,24 @@ pub struct AckReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::decode::peek;
+    use crate::protocol::{encode, Format};
     use serde_json::json;
 
+    /// Parses `v` sent as JSON and as MessagePack; both must agree.
     fn parse(v: Value) -> Result<ClientRequest, ProtocolError> {
-        ClientRequest::parse(v, 1000)
+        let mut results = [Format::Json, Format::MsgPack].map(|format| {
+            let bytes = encode(format, &v);
+            peek(&bytes, format, 1 << 20).and_then(|typed| ClientRequest::parse(&typed, 1000))
+        });
+        let [json, msgpack] = &mut results;
+        match (json, msgpack) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{v}"),
+            (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{v}: {a} / {b}"),
+            (a, b) => panic!("{v}: json {a:?}, msgpack {b:?}"),
+        }
+        let [json, _] = results;
+        json
     }
 
     #[test]

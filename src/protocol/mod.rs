@@ -5,6 +5,7 @@
 //! is answered in JSON. `docs/PROTOCOL.md` is the reference for other languages.
 
 pub mod client;
+pub mod decode;
 pub mod worker;
 
 use bytes::Bytes;
@@ -59,6 +60,8 @@ pub mod code {
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     /// The broker is shutting down and takes no new work.
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    /// A DONE's next-stage envelope names no topic; the task was not finished.
+    pub const UNROUTABLE: &str = "unroutable";
 }
 
 impl ProtocolError {
@@ -96,6 +99,23 @@ pub fn decode_value(body: &[u8], max_bytes: usize) -> Result<(Value, Format), Pr
     Ok((value, format))
 }
 
+/// Encodes a reply that holds task bodies: a body whose map keys are not strings
+/// cannot be written as JSON, and that is an error reply, not a panic.
+pub fn try_encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Bytes, ProtocolError> {
+    let bytes = match format {
+        Format::Json => serde_json::to_vec(value).map_err(|e| {
+            ProtocolError::new(
+                code::MALFORMED,
+                format!("reply cannot be written as JSON ({e}); ask in MessagePack"),
+            )
+        })?,
+        Format::MsgPack => rmp_serde::to_vec_named(value).map_err(|e| {
+            ProtocolError::new(code::MALFORMED, format!("reply cannot be encoded: {e}"))
+        })?,
+    };
+    Ok(Bytes::from(bytes))
+}
+
 /// Encodes `value` in `format` (named MessagePack maps).
 pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Bytes {
     let bytes = match format {
@@ -105,50 +125,6 @@ pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Bytes {
         }
     };
     Bytes::from(bytes)
-}
-
-/// Reads the `type` field of a request or message.
-pub(crate) fn message_type(value: &Value) -> Result<&str, ProtocolError> {
-    let Some(object) = value.as_object() else {
-        return Err(ProtocolError::new(
-            code::BAD_REQUEST,
-            format!(
-                "expected a map with a \"type\" field, got {}",
-                kind_of(value)
-            ),
-        ));
-    };
-    match object.get("type") {
-        Some(Value::String(t)) => Ok(t),
-        Some(other) => Err(ProtocolError::new(
-            code::UNKNOWN_TYPE,
-            format!("\"type\" must be a string, got {}", kind_of(other)),
-        )),
-        None => Err(ProtocolError::new(
-            code::UNKNOWN_TYPE,
-            "missing field \"type\"",
-        )),
-    }
-}
-
-/// Deserializes the fields of a request whose type is already known.
-pub(crate) fn fields<T: serde::de::DeserializeOwned>(
-    kind: &str,
-    value: Value,
-) -> Result<T, ProtocolError> {
-    serde_json::from_value(value)
-        .map_err(|e| ProtocolError::new(code::BAD_REQUEST, format!("{kind}: {e}")))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
-    }
 }
 
 #[cfg(test)]
@@ -187,22 +163,5 @@ mod tests {
             decode_value(&[0xc1], 100).unwrap_err().code,
             code::MALFORMED
         );
-    }
-
-    #[test]
-    fn message_type_names_what_is_wrong() {
-        assert_eq!(
-            message_type(&json!([1])).unwrap_err().code,
-            code::BAD_REQUEST
-        );
-        assert_eq!(
-            message_type(&json!({"type": 5})).unwrap_err().code,
-            code::UNKNOWN_TYPE
-        );
-        assert_eq!(
-            message_type(&json!({})).unwrap_err().code,
-            code::UNKNOWN_TYPE
-        );
-        assert_eq!(message_type(&json!({"type": "x"})).unwrap(), "x");
     }
 }

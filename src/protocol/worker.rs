@@ -1,11 +1,14 @@
 //! The worker protocol on the worker endpoint (DEALER peers): READY, TASK, DONE,
 //! FAIL, HEARTBEAT, DISCONNECT, CANCEL. One MessagePack map per message.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::{code, fields, message_type, ProtocolError};
+use super::decode::Typed;
+use super::{code, ProtocolError};
+use crate::body::Body;
 use crate::task::{NewTask, Task};
 
 /// Protocol name a worker announces in READY.
@@ -34,6 +37,10 @@ pub enum WorkerMessage {
         guid: String,
         #[serde(default)]
         next: Vec<NewTask>,
+        /// Where `next` envelopes go that name no `body.callback.topic`; carried in
+        /// each DONE so routing never depends on the broker's memory of the session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_topic: Option<String>,
     },
     /// The task failed; a retryable failure puts it back until `max_retry`.
     Fail {
@@ -76,34 +83,92 @@ pub enum BrokerMessage {
     },
 }
 
+/// The fields of READY, read apart from the enum so that the body is read in one pass
+/// without buffering (serde's internally tagged enums buffer the whole message).
+#[derive(Deserialize)]
+struct ReadyFields {
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    worker_id: Option<String>,
+    stage: String,
+    topics: Vec<String>,
+    capacity: u32,
+    #[serde(default)]
+    next_topic: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DoneFields {
+    guid: String,
+    #[serde(default)]
+    next: Vec<NewTask>,
+    #[serde(default)]
+    next_topic: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FailFields {
+    guid: String,
+    error: String,
+    #[serde(default = "yes")]
+    retryable: bool,
+}
+
 impl WorkerMessage {
-    /// Reads a decoded body.
-    pub fn parse(value: Value) -> Result<WorkerMessage, ProtocolError> {
-        let kind = message_type(&value)?;
-        if !matches!(kind, "ready" | "done" | "fail" | "heartbeat" | "disconnect") {
-            return Err(ProtocolError::new(
-                code::UNKNOWN_TYPE,
-                format!(
-                    "unknown worker message type \"{kind}\", expected one of ready, done, fail, heartbeat, disconnect"
-                ),
-            ));
-        }
-        let kind = kind.to_owned();
-        let message: WorkerMessage = fields(&kind, value)?;
-        if let WorkerMessage::Ready { capacity: 0, .. } = message {
-            return Err(ProtocolError::new(
-                code::BAD_REQUEST,
-                "ready: capacity must be >= 1",
-            ));
-        }
-        if let WorkerMessage::Ready { topics, .. } = &message {
-            if topics.is_empty() {
-                return Err(ProtocolError::new(
-                    code::BAD_REQUEST,
-                    "ready: topics must not be empty",
-                ));
+    /// Reads a checked body (MessagePack; see [`Typed`]).
+    pub fn parse(typed: &Typed<'_>) -> Result<WorkerMessage, ProtocolError> {
+        let message = match typed.kind.as_str() {
+            "ready" => {
+                let r: ReadyFields = typed.fields()?;
+                if r.capacity == 0 {
+                    return Err(ProtocolError::new(
+                        code::BAD_REQUEST,
+                        "ready: capacity must be >= 1",
+                    ));
+                }
+                if r.topics.is_empty() {
+                    return Err(ProtocolError::new(
+                        code::BAD_REQUEST,
+                        "ready: topics must not be empty",
+                    ));
+                }
+                WorkerMessage::Ready {
+                    protocol: r.protocol,
+                    worker_id: r.worker_id,
+                    stage: r.stage,
+                    topics: r.topics,
+                    capacity: r.capacity,
+                    next_topic: r.next_topic,
+                }
             }
-        }
+            "done" => {
+                let r: DoneFields = typed.fields()?;
+                WorkerMessage::Done {
+                    guid: r.guid,
+                    next: r.next,
+                    next_topic: r.next_topic,
+                }
+            }
+            "fail" => {
+                let r: FailFields = typed.fields()?;
+                WorkerMessage::Fail {
+                    guid: r.guid,
+                    error: r.error,
+                    retryable: r.retryable,
+                }
+            }
+            "heartbeat" => WorkerMessage::Heartbeat {},
+            "disconnect" => WorkerMessage::Disconnect {},
+            kind => {
+                return Err(ProtocolError::new(
+                    code::UNKNOWN_TYPE,
+                    format!(
+                        "unknown worker message type \"{kind}\", expected one of ready, done, fail, heartbeat, disconnect"
+                    ),
+                ))
+            }
+        };
         Ok(message)
     }
 }
@@ -127,16 +192,89 @@ pub fn split_frames(frames: Vec<Bytes>) -> Result<(Bytes, Bytes), (Option<Bytes>
     }
 }
 
+/// A task as the broker hands it out: the wire shape of [`Task`], built from shared
+/// parts so that handing out a task copies no body. `timeout` and `max_retry` are the
+/// effective values (the task's own, else its topic's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub guid: Arc<str>,
+    pub topic: Arc<str>,
+    pub body: Body,
+    pub attempt: u32,
+    pub timeout: f64,
+    pub max_retry: u32,
+}
+
+impl Delivery {
+    /// The same task as the owned [`Task`] (JSON replies, tests).
+    pub fn to_task(&self) -> Task {
+        Task {
+            guid: self.guid.to_string(),
+            topic: self.topic.to_string(),
+            body: self.body.clone(),
+            attempt: self.attempt,
+            timeout: Some(self.timeout),
+            max_retry: Some(self.max_retry),
+        }
+    }
+}
+
+/// Writes `deliveries` as a MessagePack list of task maps, splicing each body's
+/// bytes in as they are: the same bytes `rmp_serde::to_vec_named(&[Task])` writes.
+pub fn write_task_list(out: &mut Vec<u8>, deliveries: &[Delivery]) {
+    use rmp::encode::{write_array_len, write_f64, write_map_len, write_str, write_uint};
+    // Writing into a Vec cannot fail.
+    let _ = write_array_len(out, deliveries.len() as u32);
+    for d in deliveries {
+        let _ = write_map_len(out, 6);
+        let _ = write_str(out, "guid");
+        let _ = write_str(out, &d.guid);
+        let _ = write_str(out, "topic");
+        let _ = write_str(out, &d.topic);
+        let _ = write_str(out, "body");
+        out.extend_from_slice(d.body.as_bytes());
+        let _ = write_str(out, "attempt");
+        let _ = write_uint(out, u64::from(d.attempt));
+        let _ = write_str(out, "timeout");
+        let _ = write_f64(out, d.timeout);
+        let _ = write_str(out, "max_retry");
+        let _ = write_uint(out, u64::from(d.max_retry));
+    }
+}
+
+/// The TASK message `{"type": "task", "tasks": [...]}` for `deliveries`.
+pub fn task_message(deliveries: &[Delivery]) -> Bytes {
+    use rmp::encode::{write_map_len, write_str};
+    let size: usize = deliveries.iter().map(|d| d.body.len() + d.guid.len() + 64).sum();
+    let mut out = Vec::with_capacity(size + 24);
+    let _ = write_map_len(&mut out, 2);
+    let _ = write_str(&mut out, "type");
+    let _ = write_str(&mut out, "task");
+    let _ = write_str(&mut out, "tasks");
+    write_task_list(&mut out, deliveries);
+    Bytes::from(out)
+}
+
+/// Encodes a broker message; TASK goes through [`task_message`] instead.
+pub fn encode_broker_message(message: &BrokerMessage) -> Bytes {
+    super::encode(super::Format::MsgPack, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{decode_value, encode, Format};
+    use crate::protocol::decode::peek;
+    use crate::protocol::{encode, Format};
     use serde_json::json;
+
+    fn parse(value: serde_json::Value) -> Result<WorkerMessage, ProtocolError> {
+        let bytes = encode(Format::MsgPack, &value);
+        WorkerMessage::parse(&peek(&bytes, Format::MsgPack, 1 << 20)?)
+    }
 
     fn round_trip(message: &WorkerMessage) -> WorkerMessage {
         let bytes = encode(Format::MsgPack, message);
-        let (value, _) = decode_value(&bytes, 1 << 20).unwrap();
-        WorkerMessage::parse(value).unwrap()
+        WorkerMessage::parse(&peek(&bytes, Format::MsgPack, 1 << 20).unwrap()).unwrap()
     }
 
     #[test]
@@ -153,6 +291,7 @@ mod tests {
             WorkerMessage::Done {
                 guid: "g".into(),
                 next: vec![NewTask::new("b", json!({"x": 1}))],
+                next_topic: Some("c".into()),
             },
             WorkerMessage::Fail {
                 guid: "g".into(),
@@ -172,7 +311,7 @@ mod tests {
         let task = Task {
             guid: "g".into(),
             topic: "t".into(),
-            body: json!({"urls": []}),
+            body: json!({"urls": []}).into(),
             attempt: 1,
             timeout: Some(2.5),
             max_retry: None,
@@ -200,21 +339,47 @@ mod tests {
     }
 
     #[test]
+    fn a_spliced_task_message_is_what_serde_writes_and_reads() {
+        let deliveries = vec![
+            Delivery {
+                guid: Arc::from("g1"),
+                topic: Arc::from("t"),
+                body: Body::from_value(&json!({"page": 1, "html": "<p>x</p>"})),
+                attempt: 2,
+                timeout: 30.0,
+                max_retry: 3,
+            },
+            Delivery {
+                guid: Arc::from("g2"),
+                topic: Arc::from("t"),
+                body: Body::default(),
+                attempt: 1,
+                timeout: 0.5,
+                max_retry: 0,
+            },
+        ];
+        let tasks: Vec<Task> = deliveries.iter().map(Delivery::to_task).collect();
+        let spliced = task_message(&deliveries);
+        let by_serde = encode(Format::MsgPack, &BrokerMessage::Task { tasks: tasks.clone() });
+        assert_eq!(spliced, by_serde);
+        let back: BrokerMessage = rmp_serde::from_slice(&spliced).unwrap();
+        assert_eq!(back, BrokerMessage::Task { tasks });
+    }
+
+    #[test]
     fn python_style_maps_parse() {
         let v = json!({"type": "fail", "guid": "g", "error": "e"});
         assert_eq!(
-            WorkerMessage::parse(v).unwrap(),
+            parse(v).unwrap(),
             WorkerMessage::Fail {
                 guid: "g".into(),
                 error: "e".into(),
                 retryable: true
             }
         );
-        let err = WorkerMessage::parse(
-            json!({"type": "ready", "stage": "s", "topics": ["t"], "capacity": 0}),
-        );
+        let err = parse(json!({"type": "ready", "stage": "s", "topics": ["t"], "capacity": 0}));
         assert_eq!(err.unwrap_err().code, code::BAD_REQUEST);
-        let err = WorkerMessage::parse(json!({"type": "dance"})).unwrap_err();
+        let err = parse(json!({"type": "dance"})).unwrap_err();
         assert_eq!(err.code, code::UNKNOWN_TYPE);
     }
 

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::body::Body;
+
 /// How a task stands in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,37 +24,6 @@ impl StoredState {
             StoredState::Ready => "ready",
             StoredState::Leased => "leased",
             StoredState::Dead => "dead",
-        }
-    }
-}
-
-/// A task body as the store holds it: decoded, or still packed as MessagePack
-/// (restored tasks stay packed until they are handed out, so a restart with a
-/// million tasks decodes none of them).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Body {
-    Value(Value),
-    Packed(Vec<u8>),
-}
-
-impl Body {
-    /// The MessagePack bytes of the body.
-    pub fn to_packed(&self) -> std::borrow::Cow<'_, [u8]> {
-        match self {
-            Body::Value(value) => std::borrow::Cow::Owned(
-                rmp_serde::to_vec_named(value).expect("json values encode as msgpack"),
-            ),
-            Body::Packed(bytes) => std::borrow::Cow::Borrowed(bytes),
-        }
-    }
-
-    /// The decoded body.
-    pub fn into_value(self) -> Result<Value, String> {
-        match self {
-            Body::Value(value) => Ok(value),
-            Body::Packed(bytes) => {
-                rmp_serde::from_slice(&bytes).map_err(|e| format!("unreadable stored body: {e}"))
-            }
         }
     }
 }
@@ -90,6 +61,8 @@ pub struct HistoryRecord {
 pub enum StoreOp {
     /// Insert or replace a task row.
     Upsert(TaskRecord),
+    /// Nothing to change: a write that proves the store takes commits again.
+    Probe,
     /// Change a task's state (and attempt and last error) without rewriting its body.
     SetState {
         guid: String,
@@ -177,7 +150,7 @@ mod tests {
         TaskRecord {
             guid: guid.into(),
             topic: "t".into(),
-            body: Body::Value(json!({})),
+            body: Body::from_value(&json!({})),
             attempt: 0,
             state: StoredState::Ready,
             timeout: None,

@@ -7,7 +7,8 @@ use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{compact, Body, HistoryRecord, StoreOp, StoredState, TaskRecord};
+use super::{compact, HistoryRecord, StoreOp, StoredState, TaskRecord};
+use crate::body::Body;
 use crate::config::{StoreConfig, Synchronous};
 
 /// A store that cannot be opened, read or written.
@@ -68,6 +69,10 @@ CREATE TABLE IF NOT EXISTS schedule (
     id TEXT PRIMARY KEY,
     spec TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value
+);
 CREATE TABLE IF NOT EXISTS deletions (
     id INTEGER PRIMARY KEY,
     task_id TEXT NOT NULL,
@@ -95,14 +100,17 @@ impl SqliteStore {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
         };
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        // Exclusive before WAL: a second broker on the same file would hand out the
+        // same tasks twice, and in exclusive mode WAL keeps its index in the heap
+        // instead of mapping a `-shm` file (a mapped file that cannot be written
+        // kills the process with SIGBUS instead of failing a statement).
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", synchronous)
-            .map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sqlite)?;
-        // A second broker on the same file would hand out the same tasks twice.
-        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
             .map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
         // No integrity scan here: it would read the whole file at every start. A file
@@ -155,7 +163,7 @@ impl SqliteStore {
         for row in rows {
             let (guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms) =
                 row.map_err(|e| self.sqlite(e))?;
-            let body = Body::Packed(body);
+            let body = Body::from_packed_unchecked(body);
             let state = match state.as_str() {
                 "dead" => StoredState::Dead,
                 "leased" => StoredState::Leased,
@@ -209,8 +217,7 @@ impl SqliteStore {
     }
 
     /// Writes one batch in one transaction.
-    pub fn commit(&mut self, ops: Vec<StoreOp>) -> Result<(), rusqlite::Error> {
-        let ops = compact(ops);
+    pub fn commit(&mut self, ops: &[StoreOp]) -> Result<(), rusqlite::Error> {
         let tx = self.conn.transaction()?;
         let mut finished = 0;
         {
@@ -223,6 +230,9 @@ impl SqliteStore {
             let mut set_state =
                 tx.prepare_cached("UPDATE tasks SET state = ?2, attempt = ?3, last_error = coalesce(?4, last_error) WHERE guid = ?1")?;
             let mut delete = tx.prepare_cached("DELETE FROM tasks WHERE guid = ?1")?;
+            let mut probe = tx.prepare_cached(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('probed_at_ms', strftime('%s', 'now') * 1000)",
+            )?;
             let mut history = tx.prepare_cached(
                 "INSERT INTO history (guid, topic, outcome, attempt, finished_at_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
@@ -234,16 +244,15 @@ impl SqliteStore {
             for op in ops {
                 match op {
                     StoreOp::Upsert(r) => {
-                        let body = r.body.to_packed();
                         upsert.execute(params![
-                            r.guid,
-                            r.topic,
-                            body.as_ref(),
+                            &r.guid,
+                            &r.topic,
+                            r.body.as_bytes(),
                             r.attempt,
                             r.state.as_str(),
                             r.timeout,
                             r.max_retry,
-                            r.last_error,
+                            &r.last_error,
                             r.created_at_ms
                         ])?;
                     }
@@ -258,17 +267,20 @@ impl SqliteStore {
                     StoreOp::Finish(h) => {
                         delete.execute(params![h.guid])?;
                         history.execute(params![
-                            h.guid,
-                            h.topic,
-                            h.outcome,
+                            &h.guid,
+                            &h.topic,
+                            &h.outcome,
                             h.attempt,
                             h.finished_at_ms,
-                            h.error
+                            &h.error
                         ])?;
                         finished += 1;
                     }
                     StoreOp::Delete { guid } => {
                         delete.execute(params![guid])?;
+                    }
+                    StoreOp::Probe => {
+                        probe.execute([])?;
                     }
                     StoreOp::PutSchedule { id, spec } => {
                         put_schedule.execute(params![id, spec.to_string()])?;
@@ -311,6 +323,14 @@ impl SqliteStore {
     }
 }
 
+/// A batch that did not commit: why, and its operations (compacted), to be written
+/// again with a later batch.
+#[derive(Debug)]
+pub struct FailedCommit {
+    pub message: String,
+    pub ops: Vec<StoreOp>,
+}
+
 /// The thread that commits batches, so the broker's loop never waits on the disk.
 pub struct StoreWriter {
     tx: std_mpsc::Sender<(u64, Vec<StoreOp>)>,
@@ -321,16 +341,18 @@ impl StoreWriter {
     /// Starts the thread; `done(batch, result)` is called after each commit.
     pub fn spawn(
         mut store: SqliteStore,
-        done: impl Fn(u64, Result<(), String>) + Send + 'static,
+        done: impl Fn(u64, Result<(), FailedCommit>) + Send + 'static,
     ) -> StoreWriter {
         let (tx, rx) = std_mpsc::channel::<(u64, Vec<StoreOp>)>();
         let thread = std::thread::Builder::new()
             .name("taskbus-store".into())
             .spawn(move || {
                 for (batch, ops) in rx {
-                    let result = store
-                        .commit(ops)
-                        .map_err(|e| format!("{}: {e}", store.path.display()));
+                    let ops = compact(ops);
+                    let result = store.commit(&ops).map_err(|e| FailedCommit {
+                        message: format!("{}: {e}", store.path.display()),
+                        ops,
+                    });
                     done(batch, result);
                 }
             })

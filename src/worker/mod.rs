@@ -397,12 +397,17 @@ impl Runtime {
         let stage = self.stage.clone();
         let results = self.results_tx.clone();
         let topic = task.topic.clone();
+        let next_topic = self.options.next_topic.clone();
         let handle = tokio::spawn(async move {
             let guid = task.guid.clone();
             let message = match stage.handle(task).await {
                 Ok(next) => {
                     log::info!(target: "scripts", "guid={guid} topic={topic} ok next={}", next.len());
-                    WorkerMessage::Done { guid, next }
+                    WorkerMessage::Done {
+                        guid,
+                        next,
+                        next_topic: next_topic.clone(),
+                    }
                 }
                 Err(error) => {
                     log::error!(target: "scripts", "guid={guid} topic={topic} failed: {}", error.message);

@@ -376,7 +376,7 @@ async fn parse_task(site: &LocalSite, task_type: &str, page: u32) -> Value {
     let fetcher = taskbus::crawl::Fetcher::new(&Default::default()).unwrap();
     let mut fetched = fetcher.fetch_task(crawl).await;
     let envelope = taskbus::crawl::stage::envelope(fetched.remove(0), "parsing", "crawl");
-    envelope.body
+    envelope.body.to_value()
 }
 
 #[tokio::test]

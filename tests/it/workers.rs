@@ -49,8 +49,8 @@ async fn tasks_flow_stage_by_stage_to_next_topic_or_callback_topic() {
     // The seed's callback.topic wins over the worker's next topic; the envelope's
     // own topic field is kept true to where it went.
     let to_parsing = take_one(&mut client, "parsing", LIMIT).await;
-    assert_eq!(to_parsing.body["n"], 2);
-    assert_eq!(to_parsing.body["topic"], "parsing");
+    assert_eq!(to_parsing.body.to_value()["n"], 2);
+    assert_eq!(to_parsing.body.to_value()["topic"], "parsing");
     let stats = until_stats(&mut client, LIMIT, |s| {
         topic_count(s, "stage_a", "done") == 2
     })
@@ -102,7 +102,7 @@ async fn retryable_failures_are_retried_and_permanent_ones_dead_letter() {
         .await
         .unwrap();
     let out = take_one(&mut client, "flaky_out", LIMIT).await;
-    assert_eq!(out.body["attempt"], 3, "succeeded on the third attempt");
+    assert_eq!(out.body.to_value()["attempt"], 3, "succeeded on the third attempt");
     let stats = client.stats().await.unwrap();
     assert_eq!(topic_count(&stats, "flaky_in", "failed"), 2);
     assert_eq!(topic_count(&stats, "flaky_in", "done"), 1);

@@ -80,7 +80,7 @@ fn bus_task(guid: &str, body: Value) -> Task {
     Task {
         guid: guid.into(),
         topic: "package".into(),
-        body,
+        body: body.into(),
         attempt: 1,
         timeout: None,
         max_retry: None,
@@ -114,7 +114,7 @@ async fn stage_answers_with_the_seeds_codes() {
         .await
         .unwrap();
     assert_eq!(next.len(), 1);
-    let body = &next[0].body;
+    let body = &next[0].body.to_value();
     assert_eq!(body["filename"], "game");
     assert_eq!(body["producer_note"], "kept as is");
     let result = &body["result"];
@@ -138,8 +138,8 @@ async fn stage_answers_with_the_seeds_codes() {
     let mut value = seed_task("game", json!(11), "");
     value["extend"]["enforcement"] = json!(false);
     let next = stage.handle(bus_task(&guid, value)).await.unwrap();
-    assert_eq!(next[0].body["result"]["code"], 403);
-    assert_eq!(next[0].body["result"]["error_key"], "HAVEN_SUB");
+    assert_eq!(next[0].body.to_value()["result"]["code"], 403);
+    assert_eq!(next[0].body.to_value()["result"]["error_key"], "HAVEN_SUB");
     assert!(lines_of(&guid)[0].contains("code=403 error_key=HAVEN_SUB"));
 
     // Failures: FAIL with the code first; retryable but for ARG_MISS.
@@ -184,8 +184,8 @@ async fn results_go_on_only_to_a_callback_or_next_topic() {
     value["callback"] = json!({"topic": "package_report"});
     let next = stage.handle(bus_task(&unique("g"), value)).await.unwrap();
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].callback_topic(), Some("package_report"));
-    assert_eq!(next[0].body["result"]["code"], 201);
+    assert_eq!(next[0].body.routing().callback_topic.as_deref(), Some("package_report"));
+    assert_eq!(next[0].body.to_value()["result"]["code"], 201);
 }
 
 /// Takes one task from `topic`, asking again after each empty answer (each try is a
@@ -257,9 +257,9 @@ async fn package_topic_flows_through_the_broker() {
 
     let done = take_one(&mut client, "package_done").await;
     assert_eq!(done.guid, format!("{}/0", guids[0]));
-    assert_eq!(done.body["result"]["code"], 201);
+    assert_eq!(done.body.to_value()["result"]["code"], 201);
     verify_v123(
-        std::path::Path::new(done.body["result"]["path"].as_str().unwrap()),
+        std::path::Path::new(done.body.to_value()["result"]["path"].as_str().unwrap()),
         "21",
     );
     let notice = server.next().await;
