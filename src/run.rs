@@ -329,7 +329,8 @@ pub fn summary_text(summary: &RunSummary) -> String {
     text
 }
 
-/// The number of ready and of leased tasks in a `stats` reply.
+/// The number of waiting (pending, ready or delayed) and of leased tasks in a
+/// `stats` reply.
 fn queued(stats: &Value) -> (u64, u64) {
     let topics = stats["topics"].as_object();
     let sum = |key: &str| {
@@ -337,7 +338,10 @@ fn queued(stats: &Value) -> (u64, u64) {
             .map(|t| t.values().filter_map(|v| v[key].as_u64()).sum())
             .unwrap_or(0)
     };
-    (sum("ready"), sum("leased"))
+    (
+        sum("pending") + sum("ready") + sum("delayed"),
+        sum("leased"),
+    )
 }
 
 /// The task types the seed tasks make rows of.

@@ -350,6 +350,8 @@ pub struct PutReply {
 /// One topic's counters, as `stats` reports them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicStats {
+    /// New tasks whose store commit is on the way; ready once it is done.
+    pub pending: usize,
     /// Tasks that may be handed out now.
     pub ready: usize,
     /// Tasks waiting out the retry backoff after a failed attempt.

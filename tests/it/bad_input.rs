@@ -41,7 +41,7 @@ async fn malformed_requests_get_named_errors_and_the_broker_keeps_serving() {
         (json(json!([1, 2])), "bad_request", "expected a map"),
         (
             json(json!({"topic": "t"})),
-            "unknown_type",
+            "bad_request",
             "missing field \"type\"",
         ),
         (json(json!({"type": 7})), "unknown_type", "must be a string"),

@@ -11,11 +11,13 @@ use taskbus::worker::{self, Stage, WorkerOptions, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// A configuration for tests: loopback port 0, memory store, fast heartbeats.
+/// A configuration for tests: loopback port 0, memory store, fast heartbeats, retries
+/// without backoff (the backoff has tests of its own).
 pub fn config(edit: impl FnOnce(&mut Config)) -> Arc<Config> {
     let mut config = Config::default();
     config.broker.use_ephemeral_loopback();
     config.broker.heartbeat_interval_secs = 0.25;
+    config.broker.retry_backoff_secs = 0.0;
     config.store.kind = StoreKind::Memory;
     config.worker.reconnect_min_secs = 0.05;
     config.worker.reconnect_max_secs = 0.4;

@@ -14,12 +14,25 @@ use crate::protocol::client::{TaskInfo, TaskLookup, TopicStats};
 use crate::store::StoreOp;
 
 impl State {
+    /// New tasks waiting for their commit.
+    fn all_pending(&self) -> impl Iterator<Item = &super::Pending> {
+        self.pending
+            .iter()
+            .chain(self.sealed.iter().flat_map(|(_, tasks)| tasks.iter()))
+    }
+
     /// Per-topic counters.
     pub fn topic_stats(&self) -> BTreeMap<String, TopicStats> {
+        let mut pending = vec![0usize; self.topics.len()];
+        for p in self.all_pending() {
+            pending[p.topic as usize] += 1;
+        }
         self.topics
             .iter()
-            .map(|q| {
+            .zip(pending)
+            .map(|(q, pending)| {
                 let stats = TopicStats {
+                    pending,
                     ready: q.n_ready,
                     delayed: q.n_delayed,
                     leased: q.n_leased,
@@ -41,9 +54,7 @@ impl State {
                 .map(move |s| self.info(id as TopicId, s, "ready", None, None))
         });
         let pending = self
-            .pending
-            .iter()
-            .chain(self.sealed.iter().flat_map(|(_, tasks)| tasks.iter()))
+            .all_pending()
             .map(|p| self.info(p.topic, &p.slot, "pending", None, None));
         let delayed = self.delayed.iter().map(move |((at, _), (topic, slot))| {
             let left = at.saturating_duration_since(now).as_millis() as u64;
@@ -250,12 +261,7 @@ impl State {
             .flat_map(|q| q.ready.iter())
             .filter(|s| !self.tombstones.contains(&s.guid) && f(&s.guid))
             .count();
-        let pending = self
-            .pending
-            .iter()
-            .chain(self.sealed.iter().flat_map(|(_, t)| t.iter()))
-            .filter(|p| f(&p.slot.guid))
-            .count();
+        let pending = self.all_pending().filter(|p| f(&p.slot.guid)).count();
         let leased = self.leased.keys().filter(|g| f(g)).count();
         let delayed = self.delayed.values().filter(|(_, s)| f(&s.guid)).count();
         ready + pending + leased + delayed
