@@ -85,8 +85,7 @@ impl Body {
     pub fn check(&self) -> Result<(), String> {
         let mut cursor = std::io::Cursor::new(&self.0[..]);
         let mut deserializer = rmp_serde::Deserializer::new(&mut cursor);
-        IgnoredAny::deserialize(&mut deserializer)
-            .map_err(|e| format!("unreadable body: {e}"))?;
+        IgnoredAny::deserialize(&mut deserializer).map_err(|e| format!("unreadable body: {e}"))?;
         let used = cursor.position() as usize;
         if used != self.0.len() {
             return Err(format!(
@@ -342,7 +341,11 @@ mod tests {
             json!({"topic": 5, "callback": "x"}),
             json!({"callback": {"topic": ""}}),
         ] {
-            assert_eq!(Body::from_value(&odd).routing(), Routing::default(), "{odd}");
+            assert_eq!(
+                Body::from_value(&odd).routing(),
+                Routing::default(),
+                "{odd}"
+            );
         }
     }
 

@@ -138,6 +138,10 @@ pub struct StoreConfig {
     pub synchronous: Synchronous,
     pub commit_window_ms: u64,
     pub history_per_topic: usize,
+    /// Largest size of the store file in MiB (0: no limit but the disk's). A commit
+    /// that would pass it fails like one on a full disk: new work is refused until
+    /// finished tasks make room.
+    pub max_size_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -148,6 +152,7 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Normal,
             commit_window_ms: 2,
             history_per_topic: 1000,
+            max_size_mb: 0,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! taskbus: a ZeroMQ message bus for crawl pipelines and APK channel packaging.
 
 pub mod apk;
-pub mod body;
 pub mod bench;
+pub mod body;
 pub mod broker;
 pub mod cli;
 pub mod client;

@@ -10,11 +10,11 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::body::Body;
 use crate::broker::Broker;
 use crate::client::Client;
 use crate::config::{Config, StoreKind};
 use crate::store::sqlite::SqliteStore;
-use crate::body::Body;
 use crate::store::{compact, StoreOp, StoredState, TaskRecord};
 
 /// Flags of `taskbus-bench restart`.

@@ -107,7 +107,13 @@ impl Commits {
         let replies = in_flight
             .replies
             .into_iter()
-            .map(|r| if r.accepts_work { r.into_error(&error) } else { r })
+            .map(|r| {
+                if r.accepts_work {
+                    r.into_error(&error)
+                } else {
+                    r
+                }
+            })
             .collect();
         let dropped = refuse(in_flight.round);
         let mut again: Vec<StoreOp> = failed

@@ -123,9 +123,8 @@ impl Core {
             }
         };
         let max_bytes = self.config.broker.max_message_bytes;
-        let parsed = peek(&request.body, format, max_bytes).and_then(|typed| {
-            ClientRequest::parse(&typed, self.config.broker.max_get_count)
-        });
+        let parsed = peek(&request.body, format, max_bytes)
+            .and_then(|typed| ClientRequest::parse(&typed, self.config.broker.max_get_count));
         let (body, accepts_work) = match parsed {
             Ok(parsed) => {
                 let accepts_work = parsed.accepts_work();

@@ -41,10 +41,12 @@ impl Io {
             replies,
             round,
             failure,
-        } = self.commits.finish(batch, result, now, |round| match round {
-            Some(round) => state.refuse(round),
-            None => Default::default(),
-        });
+        } = self
+            .commits
+            .finish(batch, result, now, |round| match round {
+                Some(round) => state.refuse(round),
+                None => Default::default(),
+            });
         if let Some(round) = round {
             core.state.release(round);
         }

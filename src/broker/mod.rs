@@ -127,7 +127,10 @@ impl Broker {
 
     /// Loads the store into the state and starts the socket readers and the store
     /// writer.
-    fn restore(self, event_tx: mpsc::Sender<Event>) -> Result<(Core, Io, CancellationToken), BrokerError> {
+    fn restore(
+        self,
+        event_tx: mpsc::Sender<Event>,
+    ) -> Result<(Core, Io, CancellationToken), BrokerError> {
         let Broker {
             clock,
             config,
@@ -140,8 +143,18 @@ impl Broker {
         let (client_send, client_recv) = client.split();
         let (worker_send, worker_recv) = worker.split();
         let readers = CancellationToken::new();
-        spawn_reader(client_recv, event_tx.clone(), Event::Client, readers.clone());
-        spawn_reader(worker_recv, event_tx.clone(), Event::Worker, readers.clone());
+        spawn_reader(
+            client_recv,
+            event_tx.clone(),
+            Event::Client,
+            readers.clone(),
+        );
+        spawn_reader(
+            worker_recv,
+            event_tx.clone(),
+            Event::Worker,
+            readers.clone(),
+        );
         let mut state = State::new(config.clone(), store.is_some());
         let mut saved_schedule = Vec::new();
         let writer = match store {
@@ -302,7 +315,9 @@ async fn drain(mut core: Core, mut io: Io, mut event_rx: mpsc::Receiver<Event>) 
         }
     }
     if io.commits.busy() {
-        log::error!("broker stopping with changes the store did not take; restored tasks may run again");
+        log::error!(
+            "broker stopping with changes the store did not take; restored tasks may run again"
+        );
     }
     if let Some(writer) = io.commits.writer.take() {
         writer.close();

@@ -8,8 +8,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::handlers::{Core, Outbox};
-use super::state::{Holder, Origin};
 use super::schedule::Scheduling;
+use super::state::{Holder, Origin};
 use crate::protocol::client::{AckReply, ClientRequest, ListFilter, PutReply, INVALID_QUEUE};
 use crate::protocol::worker::{write_task_list, Delivery};
 use crate::protocol::{code, try_encode, Format, ProtocolError};

@@ -27,8 +27,8 @@ use serde_json::Value;
 
 use super::envelope::{Callback, LocalTask};
 use super::{execute, ExecutorRegistry, Fetcher, Parser};
-use crate::config::{Config, WorkerSpec};
 use crate::body::Body;
+use crate::config::{Config, WorkerSpec};
 use crate::task::{root_guid, NewTask, Task};
 use crate::worker::{Stage, StageError};
 

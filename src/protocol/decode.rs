@@ -236,7 +236,9 @@ mod tests {
 
     #[test]
     fn the_type_is_read_wherever_it_stands() {
-        for result in peek_both(&json!({"topic": "t", "body": {"type": "inner"}, "type": "put_task"})) {
+        for result in
+            peek_both(&json!({"topic": "t", "body": {"type": "inner"}, "type": "put_task"}))
+        {
             assert_eq!(result.unwrap(), "put_task");
         }
     }
@@ -265,7 +267,9 @@ mod tests {
             code::MALFORMED
         );
         assert_eq!(
-            peek(b"{\"type\": \"x\"} x", Format::Json, 100).unwrap_err().code,
+            peek(b"{\"type\": \"x\"} x", Format::Json, 100)
+                .unwrap_err()
+                .code,
             code::MALFORMED
         );
         let mut packed = encode(Format::MsgPack, &json!({"type": "x"})).to_vec();
@@ -274,9 +278,14 @@ mod tests {
             peek(&packed, Format::MsgPack, 100).unwrap_err().code,
             code::MALFORMED
         );
-        assert_eq!(peek(&[0xc1], Format::MsgPack, 100).unwrap_err().code, code::MALFORMED);
         assert_eq!(
-            peek(b"{\"type\": \"x\"}", Format::Json, 4).unwrap_err().code,
+            peek(&[0xc1], Format::MsgPack, 100).unwrap_err().code,
+            code::MALFORMED
+        );
+        assert_eq!(
+            peek(b"{\"type\": \"x\"}", Format::Json, 4)
+                .unwrap_err()
+                .code,
             code::TOO_LARGE
         );
     }

@@ -101,7 +101,10 @@ pub fn decode_value(body: &[u8], max_bytes: usize) -> Result<(Value, Format), Pr
 
 /// Encodes a reply that holds task bodies: a body whose map keys are not strings
 /// cannot be written as JSON, and that is an error reply, not a panic.
-pub fn try_encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Bytes, ProtocolError> {
+pub fn try_encode<T: Serialize + ?Sized>(
+    format: Format,
+    value: &T,
+) -> Result<Bytes, ProtocolError> {
     let bytes = match format {
         Format::Json => serde_json::to_vec(value).map_err(|e| {
             ProtocolError::new(

@@ -245,7 +245,10 @@ pub fn write_task_list(out: &mut Vec<u8>, deliveries: &[Delivery]) {
 /// The TASK message `{"type": "task", "tasks": [...]}` for `deliveries`.
 pub fn task_message(deliveries: &[Delivery]) -> Bytes {
     use rmp::encode::{write_map_len, write_str};
-    let size: usize = deliveries.iter().map(|d| d.body.len() + d.guid.len() + 64).sum();
+    let size: usize = deliveries
+        .iter()
+        .map(|d| d.body.len() + d.guid.len() + 64)
+        .sum();
     let mut out = Vec::with_capacity(size + 24);
     let _ = write_map_len(&mut out, 2);
     let _ = write_str(&mut out, "type");
@@ -360,7 +363,12 @@ mod tests {
         ];
         let tasks: Vec<Task> = deliveries.iter().map(Delivery::to_task).collect();
         let spliced = task_message(&deliveries);
-        let by_serde = encode(Format::MsgPack, &BrokerMessage::Task { tasks: tasks.clone() });
+        let by_serde = encode(
+            Format::MsgPack,
+            &BrokerMessage::Task {
+                tasks: tasks.clone(),
+            },
+        );
         assert_eq!(spliced, by_serde);
         let back: BrokerMessage = rmp_serde::from_slice(&spliced).unwrap();
         assert_eq!(back, BrokerMessage::Task { tasks });

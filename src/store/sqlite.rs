@@ -47,13 +47,16 @@ CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY,
     guid TEXT NOT NULL UNIQUE,
     topic TEXT NOT NULL,
-    body BLOB NOT NULL,
     attempt INTEGER NOT NULL,
     state TEXT NOT NULL,
     timeout REAL,
     max_retry INTEGER,
     last_error TEXT,
     created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bodies (
+    seq INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
@@ -112,7 +115,18 @@ impl SqliteStore {
             .map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", synchronous)
             .map_err(sqlite)?;
+        migrate_bodies_out_of_tasks(&conn).map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        if config.max_size_mb > 0 {
+            let page_size: i64 = conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))
+                .map_err(sqlite)?;
+            let max_bytes =
+                i64::try_from(config.max_size_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX);
+            let pages = max_bytes / page_size.max(512);
+            conn.pragma_update(None, "max_page_count", pages)
+                .map_err(sqlite)?;
+        }
         // No integrity scan here: it would read the whole file at every start. A file
         // that is not a database fails the statements above; damage inside one fails
         // the read or write that meets it, which is reported with the path.
@@ -141,7 +155,7 @@ impl SqliteStore {
             .conn
             .prepare(
                 "SELECT guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms
-                 FROM tasks ORDER BY seq",
+                 FROM tasks JOIN bodies USING (seq) ORDER BY seq",
             )
             .map_err(|e| self.sqlite(e))?;
         let rows = statement
@@ -222,10 +236,16 @@ impl SqliteStore {
         let mut finished = 0;
         {
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO tasks (guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (guid) DO UPDATE SET topic = ?2, body = ?3, attempt = ?4, state = ?5,
-                     timeout = ?6, max_retry = ?7, last_error = ?8",
+                "INSERT INTO tasks (guid, topic, attempt, state, timeout, max_retry, last_error, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (guid) DO UPDATE SET topic = ?2, attempt = ?3, state = ?4,
+                     timeout = ?5, max_retry = ?6, last_error = ?7
+                 RETURNING seq",
+            )?;
+            let mut put_body =
+                tx.prepare_cached("INSERT OR REPLACE INTO bodies (seq, body) VALUES (?1, ?2)")?;
+            let mut delete_body = tx.prepare_cached(
+                "DELETE FROM bodies WHERE seq = (SELECT seq FROM tasks WHERE guid = ?1)",
             )?;
             let mut set_state =
                 tx.prepare_cached("UPDATE tasks SET state = ?2, attempt = ?3, last_error = coalesce(?4, last_error) WHERE guid = ?1")?;
@@ -244,17 +264,20 @@ impl SqliteStore {
             for op in ops {
                 match op {
                     StoreOp::Upsert(r) => {
-                        upsert.execute(params![
-                            &r.guid,
-                            &r.topic,
-                            r.body.as_bytes(),
-                            r.attempt,
-                            r.state.as_str(),
-                            r.timeout,
-                            r.max_retry,
-                            &r.last_error,
-                            r.created_at_ms
-                        ])?;
+                        let seq: i64 = upsert.query_row(
+                            params![
+                                &r.guid,
+                                &r.topic,
+                                r.attempt,
+                                r.state.as_str(),
+                                r.timeout,
+                                r.max_retry,
+                                &r.last_error,
+                                r.created_at_ms
+                            ],
+                            |row| row.get(0),
+                        )?;
+                        put_body.execute(params![seq, r.body.as_bytes()])?;
                     }
                     StoreOp::SetState {
                         guid,
@@ -265,6 +288,7 @@ impl SqliteStore {
                         set_state.execute(params![guid, state.as_str(), attempt, last_error])?;
                     }
                     StoreOp::Finish(h) => {
+                        delete_body.execute(params![h.guid])?;
                         delete.execute(params![h.guid])?;
                         history.execute(params![
                             &h.guid,
@@ -277,6 +301,7 @@ impl SqliteStore {
                         finished += 1;
                     }
                     StoreOp::Delete { guid } => {
+                        delete_body.execute(params![guid])?;
                         delete.execute(params![guid])?;
                     }
                     StoreOp::Probe => {
@@ -329,6 +354,28 @@ impl SqliteStore {
 pub struct FailedCommit {
     pub message: String,
     pub ops: Vec<StoreOp>,
+}
+
+/// Stores written before bodies had a table of their own kept them in `tasks`; move
+/// them out, so that a state change never rewrites a body (a lease on a full disk
+/// must not need room for a copy of the page it leases).
+fn migrate_bodies_out_of_tasks(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has_body: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('tasks') WHERE name = 'body'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_body {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS bodies (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+             INSERT OR REPLACE INTO bodies (seq, body) SELECT seq, body FROM tasks;
+             ALTER TABLE tasks DROP COLUMN body;
+             COMMIT;",
+        )?;
+        log::info!("store: task bodies moved to their own table");
+    }
+    Ok(())
 }
 
 /// The thread that commits batches, so the broker's loop never waits on the disk.

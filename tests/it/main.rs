@@ -6,6 +6,7 @@
 //! - `workers`: credit, DONE routing, FAIL and retries, dead workers, reconnects.
 //! - `python`: the seed's Python clients and a Python worker against the broker.
 //! - `cli`: the binaries as a user runs them.
+//! - `regressions`: the broker's second pass, a test per defect it fixed.
 
 mod bad_input;
 mod cli;
@@ -14,5 +15,6 @@ mod common;
 mod crawl;
 mod durable;
 mod python;
+mod regressions;
 mod scheduler;
 mod workers;

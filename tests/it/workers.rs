@@ -102,7 +102,11 @@ async fn retryable_failures_are_retried_and_permanent_ones_dead_letter() {
         .await
         .unwrap();
     let out = take_one(&mut client, "flaky_out", LIMIT).await;
-    assert_eq!(out.body.to_value()["attempt"], 3, "succeeded on the third attempt");
+    assert_eq!(
+        out.body.to_value()["attempt"],
+        3,
+        "succeeded on the third attempt"
+    );
     let stats = client.stats().await.unwrap();
     assert_eq!(topic_count(&stats, "flaky_in", "failed"), 2);
     assert_eq!(topic_count(&stats, "flaky_in", "done"), 1);

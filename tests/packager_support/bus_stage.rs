@@ -184,7 +184,10 @@ async fn results_go_on_only_to_a_callback_or_next_topic() {
     value["callback"] = json!({"topic": "package_report"});
     let next = stage.handle(bus_task(&unique("g"), value)).await.unwrap();
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].body.routing().callback_topic.as_deref(), Some("package_report"));
+    assert_eq!(
+        next[0].body.routing().callback_topic.as_deref(),
+        Some("package_report")
+    );
     assert_eq!(next[0].body.to_value()["result"]["code"], 201);
 }
 

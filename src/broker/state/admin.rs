@@ -72,7 +72,11 @@ impl State {
             .dead
             .values()
             .map(|(topic, slot)| self.info(*topic, slot, "dead", None, None));
-        ready.chain(pending).chain(delayed).chain(leased).chain(dead)
+        ready
+            .chain(pending)
+            .chain(delayed)
+            .chain(leased)
+            .chain(dead)
     }
 
     fn info(

@@ -313,16 +313,15 @@ impl State {
     pub fn restore(&mut self, record: TaskRecord) {
         let topic = self.topic_id(&record.topic);
         let guid: Arc<str> = Arc::from(record.guid);
-        let extra = (record.timeout.is_some()
-            || record.max_retry.is_some()
-            || record.last_error.is_some())
-        .then(|| {
-            Box::new(Extra {
-                timeout: record.timeout,
-                max_retry: record.max_retry,
-                last_error: record.last_error,
-            })
-        });
+        let extra =
+            (record.timeout.is_some() || record.max_retry.is_some() || record.last_error.is_some())
+                .then(|| {
+                    Box::new(Extra {
+                        timeout: record.timeout,
+                        max_retry: record.max_retry,
+                        last_error: record.last_error,
+                    })
+                });
         if !crate::task::is_generated(&guid) {
             self.explicit.insert(guid.clone());
         }

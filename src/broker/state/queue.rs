@@ -172,7 +172,11 @@ mod tests {
 
     #[test]
     fn a_slot_stays_small() {
-        assert!(std::mem::size_of::<Slot>() <= 56, "{}", std::mem::size_of::<Slot>());
+        assert!(
+            std::mem::size_of::<Slot>() <= 56,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
     }
 
     #[test]
@@ -190,7 +194,10 @@ mod tests {
         };
         for seed in [0, 1, 499_999, 999_999, u64::MAX] {
             let d = jittered.delay(3, seed);
-            assert!(d >= Duration::from_secs(2) && d <= Duration::from_secs(4), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(2) && d <= Duration::from_secs(4),
+                "{d:?}"
+            );
         }
         let off = Backoff {
             base: Duration::ZERO,

@@ -63,7 +63,10 @@ fn an_expired_lease_keeps_counting_against_a_live_worker_until_it_answers() {
     let mut state = state(false, |_| {});
     let w = worker(&mut state, "w", "t", 1, now);
     let guid = put(&mut state, "t", None);
-    assert_eq!(dispatched(&mut state, now), [("w".into(), vec![guid.clone()])]);
+    assert_eq!(
+        dispatched(&mut state, now),
+        [("w".into(), vec![guid.clone()])]
+    );
 
     state.on_timer(now + Duration::from_secs(11));
     assert_eq!(state.size("t"), Some(1), "the expired task waits again");
@@ -130,11 +133,17 @@ fn new_tasks_wait_for_their_commit_and_a_refused_put_never_runs() {
     worker(&mut state, "w", "t", 10, now);
     let refused = put(&mut state, "t", None);
     assert_eq!(state.size("t"), Some(0));
-    assert!(dispatched(&mut state, now).is_empty(), "not before the commit");
+    assert!(
+        dispatched(&mut state, now).is_empty(),
+        "not before the commit"
+    );
     let round = state.seal_round().expect("a round with new tasks");
     let dropped = state.refuse(round);
     assert_eq!(dropped, HashSet::from([Arc::from(refused.as_str())]));
-    assert!(state.seal_round().is_none(), "nothing left of the refused put");
+    assert!(
+        state.seal_round().is_none(),
+        "nothing left of the refused put"
+    );
     assert!(dispatched(&mut state, now).is_empty());
 
     let accepted = put(&mut state, "t", None);
@@ -156,7 +165,9 @@ fn a_failed_commit_keeps_derived_tasks_for_the_next_one() {
     let round = state.seal_round().unwrap();
     assert!(state.refuse(round).is_empty(), "a DONE's children are kept");
     assert_eq!(state.topic_stats()["b"].pending, 1);
-    let again = state.seal_round().expect("written again with the next commit");
+    let again = state
+        .seal_round()
+        .expect("written again with the next commit");
     state.release(again);
     assert_eq!(state.size("b"), Some(1));
 }
@@ -171,7 +182,9 @@ fn a_done_whose_output_cannot_be_routed_does_not_finish_the_task() {
         body: json!({"no": "topic"}).into(),
         ..NewTask::default()
     };
-    let error = state.complete(&guid, vec![nowhere.clone()], None).unwrap_err();
+    let error = state
+        .complete(&guid, vec![nowhere.clone()], None)
+        .unwrap_err();
     assert_eq!(error.code, code::UNROUTABLE);
     assert!(error.message.contains("next[0]"), "{}", error.message);
     assert_eq!(state.topic_stats()["a"].leased, 1, "still leased");
