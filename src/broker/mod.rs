@@ -41,6 +41,16 @@ pub enum BrokerError {
     Store(String),
 }
 
+impl From<net::BindError> for BrokerError {
+    fn from(e: net::BindError) -> Self {
+        BrokerError::Bind {
+            role: e.role,
+            endpoint: e.endpoint,
+            message: e.message,
+        }
+    }
+}
+
 /// The endpoints the broker actually bound (port 0 resolved).
 #[derive(Debug, Clone)]
 pub struct Endpoints {
