@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{compact, Body, HistoryRecord, StoreOp, StoredState, TaskRecord};
-use crate::config::{StoreConfig, Synchronous};
+use crate::config::store::{StoreConfig, Synchronous};
 
 /// A store that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
