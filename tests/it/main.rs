@@ -6,6 +6,9 @@
 //! - `workers`: credit, DONE routing, FAIL and retries, dead workers, reconnects.
 //! - `python`: the seed's Python clients and a Python worker against the broker.
 //! - `cli`: the binaries as a user runs them.
+//! - `crawl`: the crawl stages in-process and as a pipeline on the bus (see its `mod.rs`).
+//! - `scheduler`: the scheduler's logic at controlled instants, and inside the broker.
+//! - `storer`: rows into SQLite and the real MariaDB.
 
 mod bad_input;
 mod cli;
@@ -15,4 +18,5 @@ mod crawl;
 mod durable;
 mod python;
 mod scheduler;
+mod storer;
 mod workers;

@@ -1,7 +1,4 @@
-//! Fetcher helpers shared by the crawl test binaries.
-
-// Each test binary uses a different subset.
-#![allow(dead_code)]
+//! The crawl modules' shared fixtures: fetcher helpers.
 
 use taskbus::crawl::{Content, Fetcher, FetcherConfig, LocalTask, ResultEntry, UrlEntry};
 
