@@ -15,73 +15,16 @@ use serde_json::{json, Value};
 use taskbus::config::{Config, WorkerSpec};
 use taskbus::crawl::site::{bind_local, LocalSite};
 use taskbus::crawl::site_data::{self, SiteItem, LIST_PAGES};
-use taskbus::crawl::{CrawlConfig, LocalTask, UrlEntry};
+use taskbus::crawl::{LocalTask, UrlEntry};
 use taskbus::storer::{Storer, StorerConfig};
 use taskbus::task::{new_guid, NewTask};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::support::crawl_config;
 use crate::common::{config, free_port, n_workers, until_stats, TestBroker, TestWorker};
 
 const MARIADB_URL: &str = "mysql://root@127.0.0.1:3306/test";
 const LIMIT: Duration = Duration::from_secs(30);
-
-const CRAWL: &str = r#"
-[[executors]]
-name = "example_list"
-version = "1"
-url = "{base}/list/{page}"
-pages = [1, 1]
-platform = "example_list"
-
-[[executors]]
-name = "jd_search"
-version = "1"
-url = "{base}/ware/searchList.action"
-method = "POST"
-pages = [1, 3]
-platform = "jd_app"
-sort = "{sort}"
-data = { categoryId = "{categoryId}", c1 = "{c1}", c2 = "{c2}", page = "{page}", sort = "{sort}", stock = 0, _format_ = "json" }
-
-[[parsers]]
-name = "jd_search_json"
-platform = "jd_app"
-kind = "json"
-item = "data.items[*]"
-[[parsers.fields]]
-name = "ware_id"
-path = "wareId"
-required = true
-transforms = ["integer"]
-[[parsers.fields]]
-name = "name"
-path = "wname"
-[[parsers.fields]]
-name = "price"
-path = "jdPrice"
-transforms = ["number"]
-
-[[parsers]]
-name = "example_list"
-platform = "example_list"
-kind = "html"
-item = "li.item"
-[[parsers.fields]]
-name = "title"
-selector = "a.title"
-required = true
-[[parsers.fields]]
-name = "link"
-selector = "a.title"
-attr = "href"
-transforms = ["absolute_url"]
-[[parsers.fields]]
-name = "price"
-selector = ".price"
-transforms = ["number"]
-[[parsers.follow]]
-selector = ".pager a"
-"#;
 
 /// Two unique task types (table names): HTML list items and search API items.
 struct Types {
@@ -109,9 +52,10 @@ fn spec(stage: &str, topics: &[&str], next_topic: Option<&str>) -> WorkerSpec {
     }
 }
 
-fn crawl_config(storer: StorerConfig) -> Arc<Config> {
+/// A broker configuration with the crawl test configuration and `storer`.
+fn bus_config(storer: StorerConfig) -> Arc<Config> {
     config(|c| {
-        c.crawl = toml::from_str::<CrawlConfig>(CRAWL).expect("crawl config parses");
+        c.crawl = crawl_config(|_| {});
         c.storer = storer;
     })
 }
@@ -301,7 +245,7 @@ async fn stored(storer: &Storer, task_type: &str, columns: &[&str]) -> Vec<Strin
 async fn crawl_into(storer_config: StorerConfig, label: &str) -> Types {
     let (_, site) = bind_local().await;
     let types = Types::new(label);
-    let config = crawl_config(storer_config.clone());
+    let config = bus_config(storer_config.clone());
     let pipeline = Pipeline::full(config, &[&types.items, &types.phones]).await;
     pipeline.put(&server_tasks(&site, &types)).await;
     let stats = pipeline.until_idle().await;
@@ -389,7 +333,7 @@ async fn a_redelivered_parse_task_stores_no_duplicate_rows() {
         spec("parser", &["parsing"], Some("store")),
         spec("storer", &["store"], None),
     ];
-    let pipeline = Pipeline::start(crawl_config(storer_config.clone()), &specs).await;
+    let pipeline = Pipeline::start(bus_config(storer_config.clone()), &specs).await;
     let body = parse_task(&site, &task_type, 2).await;
     let task = NewTask {
         guid: Some("parse-once".into()),
@@ -426,7 +370,7 @@ async fn a_refused_row_fails_its_task_while_the_rest_are_stored() {
     ))
     .unwrap();
     drop(conn);
-    let pipeline = Pipeline::full(crawl_config(storer_config.clone()), &[&types.items]).await;
+    let pipeline = Pipeline::full(bus_config(storer_config.clone()), &[&types.items]).await;
     pipeline.put(&server_tasks(&site, &types)[..1]).await;
     pipeline.until_idle().await;
 
@@ -485,7 +429,7 @@ async fn a_seed_crawl_task_put_by_hand_follows_each_link_once() {
         spec("parser", &["parsing"], Some("store")),
         spec("storer", &["store"], None),
     ];
-    let pipeline = Pipeline::start(crawl_config(storer_config.clone()), &specs).await;
+    let pipeline = Pipeline::start(bus_config(storer_config.clone()), &specs).await;
     // The seed's crawl task, put by hand on the fetcher's topic (urls filled,
     // callback.topic "parsing"); its queue is not its type, so the body names it.
     let mut crawl = LocalTask::with_urls(
@@ -534,7 +478,7 @@ async fn a_python_parser_replaces_the_rust_parser() {
     ];
     let config = config(|c| {
         c.broker.heartbeat_interval_secs = 0.2;
-        c.crawl = toml::from_str::<CrawlConfig>(CRAWL).unwrap();
+        c.crawl = crawl_config(|_| {});
         c.storer = storer_config.clone();
     });
     let pipeline = Pipeline::start(config, &specs).await;
