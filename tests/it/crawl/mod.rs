@@ -10,11 +10,12 @@
 //! - `parser`: rows from HTML and JSON, link following with a bounded dedup filter.
 //! - `site`: the example site itself.
 //! - `pipeline`: executor -> fetcher -> parser chained in-process.
-//! - `bus`: the four stages as workers of a broker, rows checked in SQLite and MariaDB,
-//!   `taskbus run` and `taskbus-bench crawl`.
+//! - `bus`: the four stages as workers of a broker, rows checked in SQLite and MariaDB.
+//! - `demo`: `taskbus run` with the repository's bus.toml, and `taskbus-bench crawl`.
 
 mod bus;
 mod config;
+mod demo;
 mod envelope;
 mod executor;
 mod fetcher;
