@@ -9,6 +9,7 @@
 //! - `crawl`: the crawl stages in-process and as a pipeline on the bus (see its `mod.rs`).
 //! - `scheduler`: the scheduler's logic at controlled instants, and inside the broker.
 //! - `storer`: rows into SQLite and the real MariaDB.
+//! - `tidy`: rules of ARCHITECTURE.md that the compiler does not check.
 
 mod bad_input;
 mod cli;
@@ -19,4 +20,5 @@ mod durable;
 mod python;
 mod scheduler;
 mod storer;
+mod tidy;
 mod workers;
