@@ -75,6 +75,11 @@ impl Body {
         self.0.len()
     }
 
+    /// Never true: the smallest body is one byte (`nil`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether the body is MessagePack `nil` (a task sent without a body).
     pub fn is_nil(&self) -> bool {
         self.0[..] == [NIL]

@@ -3,7 +3,15 @@
 
 use zeromq::Socket;
 
-use crate::broker::BrokerError;
+/// An endpoint that could not be bound.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot bind {role} endpoint {endpoint}: {message}")]
+pub struct BindError {
+    /// The socket's role (`client`, `worker`, `events`).
+    pub role: &'static str,
+    pub endpoint: String,
+    pub message: String,
+}
 
 /// Binds `socket` to `endpoint` and returns the endpoint actually bound (port 0
 /// resolved).
@@ -11,8 +19,8 @@ pub async fn bind<S: Socket>(
     socket: &mut S,
     role: &'static str,
     endpoint: &str,
-) -> Result<String, BrokerError> {
-    let error = |message: String| BrokerError::Bind {
+) -> Result<String, BindError> {
+    let error = |message: String| BindError {
         role,
         endpoint: endpoint.to_owned(),
         message,

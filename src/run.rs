@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,42 +17,11 @@ use crate::crawl::stage::{CrawlMetrics, MetricsSnapshot, TASK_TYPE_KEY};
 use crate::task::NewTask;
 use crate::worker::{self, WorkerOptions};
 
+pub use crate::config::RunConfig;
+
 /// Text in a seed task's body replaced by the example site's base URL
 /// (`http://127.0.0.1:PORT`).
 pub const SITE_PLACEHOLDER: &str = "{example_site}";
-
-/// `[run]`: what `taskbus run` does besides serving.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RunConfig {
-    /// Serve the example site here (`127.0.0.1:8089`; port 0 = any free port).
-    /// Empty: no site.
-    pub example_site: String,
-    /// Tasks put once everything is started (`[[run.tasks]]`: `topic`, optional
-    /// `guid`, `body`, `timeout`, `max_retry`). `{example_site}` in body strings
-    /// becomes the site's base URL.
-    pub tasks: Vec<NewTask>,
-    /// Stop, print the summary and exit once no queue holds a ready or leased task.
-    /// False: serve until Ctrl-C.
-    pub exit_when_idle: bool,
-    /// With `exit_when_idle`, give up (exit non-zero) after this many seconds.
-    /// 0: no limit.
-    pub max_secs: f64,
-    /// Seconds between progress lines. 0: none.
-    pub progress_secs: f64,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            example_site: String::new(),
-            tasks: Vec::new(),
-            exit_when_idle: false,
-            max_secs: 0.0,
-            progress_secs: 1.0,
-        }
-    }
-}
 
 /// The broker and workers of one process, running.
 pub struct Running {
@@ -103,9 +71,11 @@ pub async fn start(config: Arc<Config>) -> anyhow::Result<Running> {
     for spec in &config.workers {
         let stage = match spec.stage.as_str() {
             "executor" | "fetcher" | "parser" => {
-                crate::crawl::stage::build_with(spec, &config, metrics.clone()).await?
+                crate::crawl::stage::build_with(spec, &config.crawl, metrics.clone()).await?
             }
-            "storer" => crate::storer::stage::build_with(spec, &config, metrics.clone()).await?,
+            "storer" => {
+                crate::storer::stage::build_with(spec, &config.storer, metrics.clone()).await?
+            }
             _ => crate::stages::build(spec, &config).await?,
         };
         for _ in 0..spec.count {

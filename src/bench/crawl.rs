@@ -252,8 +252,10 @@ pub async fn run(args: &CrawlArgs) -> anyhow::Result<CrawlReport> {
     ];
     for spec in &stages {
         let stage = match spec.stage.as_str() {
-            "storer" => crate::storer::stage::build_with(spec, &config, metrics.clone()).await?,
-            _ => crate::crawl::stage::build_with(spec, &config, metrics.clone()).await?,
+            "storer" => {
+                crate::storer::stage::build_with(spec, &config.storer, metrics.clone()).await?
+            }
+            _ => crate::crawl::stage::build_with(spec, &config.crawl, metrics.clone()).await?,
         };
         let stage: Arc<dyn Stage> = if spec.stage == "parser" {
             Arc::new(Capped {

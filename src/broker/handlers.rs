@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::Value;
 use tokio::time::Instant;
 
+pub use super::outbox::{Outbox, Reply};
 use super::schedule::Scheduling;
 use super::state::State;
 use super::workers::{peer_name, WorkerEntry};
@@ -17,44 +17,6 @@ use crate::protocol::client::{ClientFrames, ClientRequest};
 use crate::protocol::decode::peek;
 use crate::protocol::worker::{encode_broker_message, split_frames, BrokerMessage, WorkerMessage};
 use crate::protocol::{code, encode, Format, ProtocolError};
-
-/// A reply to a client: its ROUTER frames and the encoding of the request.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub frames: Vec<Bytes>,
-    pub format: Format,
-    /// Whether the reply accepts work (a put, a new total task): when the commit
-    /// holding it fails, the reply becomes `store_unavailable`.
-    pub accepts_work: bool,
-}
-
-impl Reply {
-    /// The same reply with its body replaced by `error`.
-    pub fn into_error(mut self, error: &ProtocolError) -> Reply {
-        if let Some(body) = self.frames.last_mut() {
-            *body = encode(self.format, &error.to_value());
-        }
-        self
-    }
-}
-
-/// Messages the handlers want sent.
-#[derive(Default)]
-pub struct Outbox {
-    /// Replies to clients. Sent once the store has committed what the round changed.
-    pub replies: Vec<Reply>,
-    /// Encoded messages to workers, sent at once.
-    pub to_workers: Vec<(Bytes, Bytes)>,
-    /// Events for the PUB socket: (event name, body).
-    pub events: Vec<(String, Value)>,
-}
-
-impl Outbox {
-    /// Queues `message` for worker `id`.
-    pub fn to_worker(&mut self, id: Bytes, message: &BrokerMessage) {
-        self.to_workers.push((id, encode_broker_message(message)));
-    }
-}
 
 /// How many unknown identities the broker remembers having told to send READY.
 const TOLD_UNKNOWN_MAX: usize = 10_000;
@@ -244,15 +206,17 @@ impl Core {
             }
         }
         let registered_now = self.state.workers.get(&peer).is_some();
-        if !known && !registered_now && self.told_unknown.len() < TOLD_UNKNOWN_MAX {
-            if self.told_unknown.insert(peer.clone()) {
-                out.to_worker(
-                    peer,
-                    &BrokerMessage::Disconnect {
-                        reason: "unknown worker: send ready".into(),
-                    },
-                );
-            }
+        if !known && !registered_now && self.told_unknown.len() >= TOLD_UNKNOWN_MAX {
+            // Forgetting costs at most one more disconnect per identity.
+            self.told_unknown.clear();
+        }
+        if !known && !registered_now && self.told_unknown.insert(peer.clone()) {
+            out.to_worker(
+                peer,
+                &BrokerMessage::Disconnect {
+                    reason: "unknown worker: send ready".into(),
+                },
+            );
         }
     }
 

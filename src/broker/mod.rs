@@ -7,6 +7,7 @@
 mod commits;
 pub mod handlers;
 mod io;
+mod outbox;
 pub mod schedule;
 pub mod state;
 mod verbs;
@@ -44,6 +45,16 @@ pub enum BrokerError {
     },
     #[error("store: {0}")]
     Store(String),
+}
+
+impl From<net::BindError> for BrokerError {
+    fn from(e: net::BindError) -> Self {
+        BrokerError::Bind {
+            role: e.role,
+            endpoint: e.endpoint,
+            message: e.message,
+        }
+    }
 }
 
 /// The endpoints the broker actually bound (port 0 resolved).

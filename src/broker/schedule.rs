@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::handlers::Outbox;
+use super::outbox::Outbox;
 use super::state::{Origin, State};
 use crate::protocol::client::ClientRequest;
 use crate::protocol::worker::BrokerMessage;

@@ -73,7 +73,7 @@ pub async fn shutdown_signal() -> Signal {
 /// `notice` line.
 pub async fn on_signal(signal: Signal, config: &Config) {
     if signal == Signal::Hangup {
-        crate::packager::stage::on_hangup(config).await;
+        crate::packager::stage::on_hangup(&config.packager).await;
     }
 }
 

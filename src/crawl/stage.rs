@@ -25,11 +25,12 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::config::CrawlConfig;
 use super::envelope::{Callback, LocalTask};
 use super::{execute, ExecutorRegistry, Fetcher, Parser};
 use crate::body::Body;
-use crate::config::{Config, WorkerSpec};
 use crate::task::{root_guid, NewTask, Task};
+use crate::worker::config::WorkerSpec;
 use crate::worker::{Stage, StageError};
 
 /// Body field carrying the task type across queues.
@@ -147,17 +148,16 @@ impl<T> Future for Timed<T> {
 }
 
 /// Builds the `executor`, `fetcher` or `parser` stage with counters of its own.
-pub async fn build(spec: &WorkerSpec, config: &Config) -> anyhow::Result<Arc<dyn Stage>> {
-    build_with(spec, config, Arc::new(CrawlMetrics::default())).await
+pub async fn build(spec: &WorkerSpec, crawl: &CrawlConfig) -> anyhow::Result<Arc<dyn Stage>> {
+    build_with(spec, crawl, Arc::new(CrawlMetrics::default())).await
 }
 
 /// Builds the `executor`, `fetcher` or `parser` stage, counting into `metrics`.
 pub async fn build_with(
     spec: &WorkerSpec,
-    config: &Config,
+    crawl: &CrawlConfig,
     metrics: Arc<CrawlMetrics>,
 ) -> anyhow::Result<Arc<dyn Stage>> {
-    let crawl = &config.crawl;
     Ok(match spec.stage.as_str() {
         "executor" => Arc::new(ExecutorStage {
             registry: Arc::new(ExecutorRegistry::from_config(&crawl.executors)?),

@@ -33,8 +33,8 @@ use tokio_util::task::TaskTracker;
 use super::config::{PackagerConfig, TaskType};
 use super::udp::{UdpLevel, UdpLogger};
 use super::{handle_bus_task_as, Packager, PackagerError};
-use crate::config::{Config, WorkerSpec};
 use crate::task::{NewTask, Task};
+use crate::worker::config::WorkerSpec;
 use crate::worker::{Stage, StageError};
 
 /// The UDP `notice` line the seed sends on SIGHUP.
@@ -90,10 +90,14 @@ fn intakes() -> &'static Mutex<HashMap<String, Weak<IntakeGuard>>> {
     INTAKES.get_or_init(Default::default)
 }
 
-/// Builds the `package` stage (and starts the Redis intake when configured).
-pub async fn build(spec: &WorkerSpec, config: &Config) -> anyhow::Result<Arc<dyn Stage>> {
-    let grace = Duration::from_secs_f64(config.worker.shutdown_grace_secs);
-    let stage = PackageStage::new(&config.packager, spec.next_topic.is_some(), grace).await?;
+/// Builds the `package` stage (and starts the Redis intake when configured); `grace`
+/// is `[worker] shutdown_grace_secs`.
+pub async fn build(
+    spec: &WorkerSpec,
+    packager: &PackagerConfig,
+    grace: Duration,
+) -> anyhow::Result<Arc<dyn Stage>> {
+    let stage = PackageStage::new(packager, spec.next_topic.is_some(), grace).await?;
     Ok(Arc::new(stage))
 }
 
@@ -229,10 +233,17 @@ fn stage_error(origin: &str, e: &PackagerError) -> StageError {
     }
 }
 
+impl AsRef<PackagerConfig> for PackagerConfig {
+    fn as_ref(&self) -> &PackagerConfig {
+        self
+    }
+}
+
 /// Called by the binaries on SIGHUP, before they stop: the seed's `notice` UDP line
 /// (`SIGHUP seen, exiting`) when `[packager] udp_host`/`udp_port` are set.
-pub async fn on_hangup(config: &Config) {
-    let cfg = &config.packager;
+/// Takes the `[packager]` section, or anything that holds it (the whole config).
+pub async fn on_hangup(packager: impl AsRef<PackagerConfig>) {
+    let cfg = packager.as_ref();
     if cfg.udp_host.is_none() {
         return;
     }

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{compact, HistoryRecord, StoreOp, StoredState, TaskRecord};
 use crate::body::Body;
-use crate::config::{StoreConfig, Synchronous};
+use crate::config::store::{StoreConfig, Synchronous};
 
 /// A store that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]

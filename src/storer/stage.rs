@@ -17,28 +17,28 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Row, Storer};
-use crate::config::{Config, WorkerSpec};
+use super::{Row, Storer, StorerConfig};
 use crate::crawl::stage::{local_task, CrawlMetrics, StageKind, TASK_TYPE_KEY};
 use crate::crawl::LocalTask;
 use crate::task::{NewTask, Task};
+use crate::worker::config::WorkerSpec;
 use crate::worker::{Stage, StageError};
 
 /// Most refusals quoted in a FAIL's error (all are in scripts.log).
 const QUOTED_REFUSALS: usize = 5;
 
 /// Builds the `storer` stage with counters of its own.
-pub async fn build(spec: &WorkerSpec, config: &Config) -> anyhow::Result<Arc<dyn Stage>> {
-    build_with(spec, config, Arc::new(CrawlMetrics::default())).await
+pub async fn build(spec: &WorkerSpec, storer: &StorerConfig) -> anyhow::Result<Arc<dyn Stage>> {
+    build_with(spec, storer, Arc::new(CrawlMetrics::default())).await
 }
 
 /// Builds the `storer` stage (opening the database), counting into `metrics`.
 pub async fn build_with(
     _spec: &WorkerSpec,
-    config: &Config,
+    storer: &StorerConfig,
     metrics: Arc<CrawlMetrics>,
 ) -> anyhow::Result<Arc<dyn Stage>> {
-    let storer = Storer::open(&config.storer).await?;
+    let storer = Storer::open(storer).await?;
     Ok(Arc::new(StorerStage {
         storer: Arc::new(storer),
         metrics,

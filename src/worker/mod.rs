@@ -6,6 +6,7 @@
 //! the broker's heartbeats, and on loss drops the socket, builds a new one and sends
 //! READY again (backoff 1 s doubling to 32 s by default).
 
+pub mod config;
 pub mod echo;
 
 use std::collections::HashMap;
@@ -23,7 +24,6 @@ use zeromq::prelude::*;
 use zeromq::util::PeerIdentity;
 use zeromq::{DealerSocket, SocketEvent, SocketOptions, ZmqMessage};
 
-use crate::config::Config;
 use crate::protocol::worker::{BrokerMessage, WorkerMessage, PROTOCOL};
 use crate::protocol::{encode, Format};
 use crate::task::{NewTask, Task};
@@ -57,7 +57,9 @@ pub trait Stage: Send + Sync + 'static {
     fn handle(&self, task: Task) -> BoxFuture<'static, Result<Vec<NewTask>, StageError>>;
 }
 
-/// How a worker connects and what it announces.
+/// How a worker connects and what it announces. Built from the whole configuration
+/// by `WorkerOptions::from_config` in [`crate::stages`] (the runtime sees no
+/// `Config`), or field by field.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub endpoint: String,
@@ -72,30 +74,6 @@ pub struct WorkerOptions {
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     pub shutdown_grace: Duration,
-}
-
-impl WorkerOptions {
-    /// Options from `config` for one worker of `stage` on `topics`.
-    pub fn from_config(
-        config: &Config,
-        stage: &str,
-        topics: Vec<String>,
-        capacity: u32,
-    ) -> WorkerOptions {
-        WorkerOptions {
-            endpoint: config.worker_connect_endpoint().to_owned(),
-            identity: format!("{stage}-{}", &crate::task::new_guid()[..8]),
-            stage: stage.to_owned(),
-            topics,
-            capacity,
-            next_topic: None,
-            heartbeat_interval: config.broker.heartbeat_interval(),
-            heartbeat_liveness: config.broker.heartbeat_liveness,
-            reconnect_min: Duration::from_secs_f64(config.worker.reconnect_min_secs),
-            reconnect_max: Duration::from_secs_f64(config.worker.reconnect_max_secs),
-            shutdown_grace: Duration::from_secs_f64(config.worker.shutdown_grace_secs),
-        }
-    }
 }
 
 /// Counters of one worker's life, returned when it stops.

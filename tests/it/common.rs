@@ -7,6 +7,7 @@ use serde_json::Value;
 use taskbus::broker::{Broker, Endpoints};
 use taskbus::client::Client;
 use taskbus::config::{Config, StoreKind};
+use taskbus::storer::StorerConfig;
 use taskbus::worker::{self, Stage, WorkerOptions, WorkerSummary};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -148,6 +149,30 @@ pub fn durable_config(dir: &std::path::Path, edit: impl FnOnce(&mut Config)) -> 
         c.store.data_dir = dir.to_owned();
         edit(c)
     })
+}
+
+/// The `test` database of the local MariaDB (root, no password).
+pub const MARIADB_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// A storer configuration for the local MariaDB, or None (after a `skipped:` line)
+/// when no server answers; under `CI=true` a missing server fails the test.
+pub async fn mariadb_storer() -> Option<StorerConfig> {
+    match mysql_async::Conn::from_url(MARIADB_URL).await {
+        Ok(conn) => {
+            let _ = conn.disconnect().await;
+            Some(StorerConfig {
+                url: MARIADB_URL.into(),
+                ..StorerConfig::default()
+            })
+        }
+        Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("MariaDB at {MARIADB_URL} is required under CI=true: {error}")
+        }
+        Err(error) => {
+            eprintln!("skipped: MariaDB at {MARIADB_URL} not reachable: {error}");
+            None
+        }
+    }
 }
 
 /// A port free at the time of the call, for tests that restart a broker in place.

@@ -6,6 +6,10 @@
 //! - `workers`: credit, DONE routing, FAIL and retries, dead workers, reconnects.
 //! - `python`: the seed's Python clients and a Python worker against the broker.
 //! - `cli`: the binaries as a user runs them.
+//! - `crawl`: the crawl stages in-process and as a pipeline on the bus (see its `mod.rs`).
+//! - `scheduler`: the scheduler's logic at controlled instants, and inside the broker.
+//! - `storer`: rows into SQLite and the real MariaDB.
+//! - `tidy`: rules of ARCHITECTURE.md that the compiler does not check.
 //! - `regressions`: the broker's second pass, a test per defect it fixed.
 
 mod bad_input;
@@ -17,4 +21,6 @@ mod durable;
 mod python;
 mod regressions;
 mod scheduler;
+mod storer;
+mod tidy;
 mod workers;

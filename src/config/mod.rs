@@ -1,13 +1,36 @@
 //! Configuration: embedded defaults, then `bus.toml`, then `TASKBUS__SECTION__KEY`
 //! environment variables, validated once into a typed [`Config`].
 //!
-//! Library code receives `&Config`; only [`load`] touches files and the environment.
+//! Each section type is a leaf that imports nothing above it. The modules below
+//! `config` own theirs (`crawl/config.rs`, `storer/config.rs`, `packager/config.rs`,
+//! `scheduler/config.rs`, `worker/config.rs`); the sections of `run` (which stands
+//! above `config`) and of the broker, store and log (while the broker still takes
+//! the whole `Config`) are the leaves of this folder. This file assembles them into
+//! the whole [`Config`]. Only the top (`stages`, `run`, `cli`, `bench`, the binaries)
+//! and the broker take the whole `Config`; the modules below receive their sections.
+//! Only [`load`] touches files and the environment.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub mod broker;
+pub mod log;
+pub mod run;
+pub mod store;
+
+pub use broker::{BrokerConfig, TopicConfig};
+pub use log::LogConfig;
+pub use run::RunConfig;
+pub use store::{StoreConfig, StoreKind, Synchronous};
+
+use crate::crawl::config::CrawlConfig;
+use crate::packager::config::PackagerConfig;
+use crate::scheduler::SchedulerConfig;
+use crate::storer::StorerConfig;
+pub use crate::worker::config::{WorkerConfig, WorkerSpec};
 
 /// Prefix of environment variables that override `bus.toml`:
 /// `TASKBUS__BROKER__CLIENT_ENDPOINT=tcp://0.0.0.0:5555`.
@@ -41,205 +64,15 @@ pub struct Config {
     /// Per-topic settings; a topic named here is known to the broker from the start.
     pub topics: BTreeMap<String, TopicConfig>,
     pub store: StoreConfig,
-    pub scheduler: crate::scheduler::SchedulerConfig,
-    pub crawl: crate::crawl::CrawlConfig,
-    pub storer: crate::storer::StorerConfig,
-    pub packager: crate::packager::PackagerConfig,
+    pub scheduler: SchedulerConfig,
+    pub crawl: CrawlConfig,
+    pub storer: StorerConfig,
+    pub packager: PackagerConfig,
     pub log: LogConfig,
     pub worker: WorkerConfig,
     /// The workers that `taskbus run` starts inside its own process.
     pub workers: Vec<WorkerSpec>,
-    pub run: crate::run::RunConfig,
-}
-
-/// `[broker]`: sockets, heartbeats and task defaults.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BrokerConfig {
-    pub client_endpoint: String,
-    pub worker_endpoint: String,
-    pub events_endpoint: String,
-    pub heartbeat_interval_secs: f64,
-    pub heartbeat_liveness: u32,
-    pub lease_timeout_secs: f64,
-    pub max_retry: u32,
-    pub max_message_bytes: usize,
-    pub max_get_count: usize,
-    pub send_timeout_secs: f64,
-    pub strict_topics: bool,
-    pub retry_backoff_secs: f64,
-    pub retry_backoff_max_secs: f64,
-    pub retry_jitter: bool,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            client_endpoint: "tcp://127.0.0.1:5555".into(),
-            worker_endpoint: "tcp://127.0.0.1:5556".into(),
-            events_endpoint: "tcp://127.0.0.1:5557".into(),
-            heartbeat_interval_secs: 1.0,
-            heartbeat_liveness: 3,
-            lease_timeout_secs: 30.0,
-            max_retry: 3,
-            max_message_bytes: 16 * 1024 * 1024,
-            max_get_count: 10_000,
-            send_timeout_secs: 1.0,
-            strict_topics: false,
-            retry_backoff_secs: 1.0,
-            retry_backoff_max_secs: 60.0,
-            retry_jitter: true,
-        }
-    }
-}
-
-impl BrokerConfig {
-    /// Binds every endpoint to a free loopback port (benches and tests; the real
-    /// endpoints come from `Broker::endpoints`).
-    pub fn use_ephemeral_loopback(&mut self) {
-        for endpoint in [
-            &mut self.client_endpoint,
-            &mut self.worker_endpoint,
-            &mut self.events_endpoint,
-        ] {
-            *endpoint = "tcp://127.0.0.1:0".into();
-        }
-    }
-
-    pub fn heartbeat_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.heartbeat_interval_secs)
-    }
-    /// How long a peer may stay silent before it is declared dead.
-    pub fn peer_expiry(&self) -> Duration {
-        self.heartbeat_interval() * self.heartbeat_liveness
-    }
-    pub fn send_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.send_timeout_secs)
-    }
-}
-
-/// `[topics.NAME]`: overrides of the broker's task defaults for one topic.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct TopicConfig {
-    pub lease_timeout_secs: Option<f64>,
-    pub max_retry: Option<u32>,
-    pub retry_backoff_secs: Option<f64>,
-    pub retry_backoff_max_secs: Option<f64>,
-    pub retry_jitter: Option<bool>,
-}
-
-/// `[store]`: where the broker keeps its queues.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    pub kind: StoreKind,
-    pub data_dir: PathBuf,
-    pub synchronous: Synchronous,
-    pub commit_window_ms: u64,
-    pub history_per_topic: usize,
-    /// Largest size of the store file in MiB (0: no limit but the disk's). A commit
-    /// that would pass it fails like one on a full disk: new work is refused until
-    /// finished tasks make room.
-    pub max_size_mb: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            kind: StoreKind::Sqlite,
-            data_dir: PathBuf::from("data"),
-            synchronous: Synchronous::Normal,
-            commit_window_ms: 2,
-            history_per_topic: 1000,
-            max_size_mb: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    Memory,
-    Sqlite,
-}
-
-/// SQLite's `synchronous` pragma for the broker's store.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    Normal,
-    Full,
-}
-
-/// `[log]`: where the three log files go.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    pub dir: PathBuf,
-    pub level: String,
-    pub stderr_level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            dir: PathBuf::from("log"),
-            level: "info".into(),
-            stderr_level: "info".into(),
-        }
-    }
-}
-
-/// `[worker]`: how a worker process reaches the broker.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkerConfig {
-    /// The broker's worker endpoint; empty means `[broker] worker_endpoint`.
-    pub broker_endpoint: String,
-    /// The broker's events endpoint; empty means `[broker] events_endpoint`.
-    pub events_endpoint: String,
-    pub reconnect_min_secs: f64,
-    pub reconnect_max_secs: f64,
-    pub shutdown_grace_secs: f64,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            broker_endpoint: String::new(),
-            events_endpoint: String::new(),
-            reconnect_min_secs: 1.0,
-            reconnect_max_secs: 32.0,
-            shutdown_grace_secs: 10.0,
-        }
-    }
-}
-
-/// `[[workers]]`: one group of identical workers that `taskbus run` starts.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkerSpec {
-    pub stage: String,
-    pub topics: Vec<String>,
-    #[serde(default = "default_capacity")]
-    pub capacity: u32,
-    #[serde(default = "default_count")]
-    pub count: u32,
-    #[serde(default)]
-    pub next_topic: Option<String>,
-}
-
-/// A duration in seconds must be a finite number above zero.
-fn positive(secs: f64) -> bool {
-    secs.is_finite() && secs > 0.0
-}
-
-fn default_capacity() -> u32 {
-    16
-}
-fn default_count() -> u32 {
-    1
+    pub run: RunConfig,
 }
 
 impl Config {
@@ -280,54 +113,27 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let b = &self.broker;
-        if !positive(b.heartbeat_interval_secs) {
-            return Err("broker.heartbeat_interval_secs: must be > 0".into());
-        }
-        if b.heartbeat_liveness == 0 {
-            return Err("broker.heartbeat_liveness: must be >= 1".into());
-        }
-        if !positive(b.lease_timeout_secs) {
-            return Err("broker.lease_timeout_secs: must be > 0".into());
-        }
-        if !positive(b.send_timeout_secs) {
-            return Err("broker.send_timeout_secs: must be > 0".into());
-        }
-        if b.max_get_count == 0 {
-            return Err("broker.max_get_count: must be >= 1".into());
-        }
-        let backoff_ok = |secs: f64| secs.is_finite() && (0.0..1e7).contains(&secs);
-        if !backoff_ok(b.retry_backoff_secs) || !backoff_ok(b.retry_backoff_max_secs) {
-            return Err("broker.retry_backoff_secs/retry_backoff_max_secs: must be between 0 and 10^7 seconds".into());
-        }
+        self.broker.validate()?;
         for (name, topic) in &self.topics {
-            if topic.lease_timeout_secs.is_some_and(|s| !positive(s)) {
-                return Err(format!("topics.{name}.lease_timeout_secs: must be > 0"));
-            }
-            for secs in [topic.retry_backoff_secs, topic.retry_backoff_max_secs] {
-                if secs.is_some_and(|s| !backoff_ok(s)) {
-                    return Err(format!("topics.{name}.retry_backoff_secs/retry_backoff_max_secs: must be between 0 and 10^7 seconds"));
-                }
-            }
+            topic.validate(name)?;
         }
         self.scheduler.validate().map_err(|e| e.to_string())?;
         self.storer.validate().map_err(|e| format!("storer: {e}"))?;
         self.packager
             .validate()
             .map_err(|e| format!("packager: {e}"))?;
-        let w = &self.worker;
-        if !positive(w.reconnect_min_secs) || w.reconnect_max_secs < w.reconnect_min_secs {
-            return Err("worker.reconnect_min_secs/reconnect_max_secs: need 0 < min <= max".into());
-        }
-        for (i, spec) in self.workers.iter().enumerate() {
-            if spec.topics.is_empty() {
-                return Err(format!("workers[{i}].topics: must name at least one topic"));
-            }
-            if spec.capacity == 0 {
-                return Err(format!("workers[{i}].capacity: must be >= 1"));
-            }
+        self.worker.validate()?;
+        for (index, spec) in self.workers.iter().enumerate() {
+            spec.validate(index)?;
         }
         Ok(())
+    }
+}
+
+/// The `[packager]` section, for what takes it or the whole config.
+impl AsRef<PackagerConfig> for Config {
+    fn as_ref(&self) -> &PackagerConfig {
+        &self.packager
     }
 }
 

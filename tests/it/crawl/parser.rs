@@ -7,98 +7,11 @@ use taskbus::crawl::site::{bind_local, LocalSite};
 use taskbus::crawl::site_data::{self, LIST_PAGES};
 use taskbus::crawl::{Content, CrawlConfig, Fetcher, FetcherConfig, LocalTask, Parser, UrlEntry};
 
-const RULES: &str = r#"
-[[parsers]]
-name = "list_rule"
-platform = "example_list"
-kind = "html"
-item = "li.item"
-[[parsers.fields]]
-name = "title"
-selector = "a.title"
-required = true
-[[parsers.fields]]
-name = "link"
-selector = "a.title"
-attr = "href"
-transforms = ["absolute_url"]
-[[parsers.fields]]
-name = "price"
-selector = ".price"
-transforms = ["number"]
-[[parsers.fields]]
-name = "id"
-attr = "data-id"
-transforms = ["integer"]
-[[parsers.follow]]
-selector = ".pager a"
-allow = "/list/\\d+$"
+use super::support::crawl_config;
 
-[[parsers]]
-name = "item_rule"
-platform = "example_item"
-kind = "html"
-[[parsers.fields]]
-name = "title"
-selector = "h1.title"
-[[parsers.fields]]
-name = "desc"
-selector = ".desc"
-content = "inner_html"
-[[parsers.fields]]
-name = "bold"
-selector = ".desc b"
-transforms = ["regex:(\\d+)", "integer"]
-
-[[parsers]]
-name = "dupes_rule"
-platform = "dupes"
-allow_empty = true
-[[parsers.follow]]
-selector = "a.x"
-platform = "example_item"
-
-[[parsers]]
-name = "bench_rule"
-platform = "bench"
-[[parsers.follow]]
-selector = "a"
-
-[[parsers]]
-name = "strict_json"
-platform = "wants_json"
-kind = "json"
-item = "data.items[*]"
-[[parsers.fields]]
-name = "name"
-path = "wname"
-
-[[parsers]]
-name = "missing_items"
-platform = "no_items"
-kind = "html"
-item = "div.does-not-exist"
-[[parsers.fields]]
-name = "x"
-selector = "span"
-
-[[parsers]]
-name = "needs_sku"
-platform = "needs_sku"
-kind = "html"
-item = "li.item"
-[[parsers.fields]]
-name = "sku"
-selector = ".sku"
-required = true
-"#;
-
-fn config(extra: &str) -> CrawlConfig {
-    toml::from_str(&format!("{extra}\n{RULES}")).expect("test rules parse")
-}
-
-fn parser(extra: &str) -> Parser {
-    Parser::new(&config(extra).parser()).expect("rules compile")
+/// The parser of the crawl test configuration, changed by `edit`.
+fn parser(edit: impl FnOnce(&mut CrawlConfig)) -> Parser {
+    Parser::new(&crawl_config(edit).parser()).expect("rules compile")
 }
 
 /// Fetches `paths` from the site as one bulk task whose urls have `platform`.
@@ -146,7 +59,7 @@ fn follow_urls(tasks: &[LocalTask]) -> Vec<String> {
 async fn html_list_pages_give_the_sites_items() {
     let (_, site) = bind_local().await;
     let task = fetched(&site, &["/list/1", "/list/2"], "example_list").await;
-    let out = parser("").parse_task(task);
+    let out = parser(|_| {}).parse_task(task);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     let data = &out.parsed.body.parsing_data;
     assert_eq!(data.len(), 2, "one entry per result");
@@ -162,7 +75,7 @@ async fn html_list_pages_give_the_sites_items() {
 async fn detail_page_whole_page_row_with_inner_html_and_regex() {
     let (_, site) = bind_local().await;
     let task = fetched(&site, &["/item/7"], "example_item").await;
-    let out = parser("").parse_task(task);
+    let out = parser(|_| {}).parse_task(task);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     let row = out.parsed.rows().next().unwrap().clone();
     assert_eq!(row["title"], json!(site_data::SiteItem::new(7).title));
@@ -173,7 +86,7 @@ async fn detail_page_whole_page_row_with_inner_html_and_regex() {
 #[tokio::test]
 async fn pager_links_are_followed_once_across_pages_and_tasks() {
     let (_, site) = bind_local().await;
-    let parser = parser("");
+    let parser = parser(|_| {});
     let first = parser.parse_task(fetched(&site, &["/list/1", "/list/2"], "example_list").await);
     let expected: Vec<String> = (3..=LIST_PAGES)
         .map(|n| site.url(&format!("/list/{n}")))
@@ -212,7 +125,7 @@ async fn pager_links_are_followed_once_across_pages_and_tasks() {
 #[tokio::test]
 async fn same_link_twice_on_a_page_is_one_follow_and_off_site_is_dropped() {
     let (_, site) = bind_local().await;
-    let out = parser("").parse_task(fetched(&site, &["/dupes"], "dupes").await);
+    let out = parser(|_| {}).parse_task(fetched(&site, &["/dupes"], "dupes").await);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert_eq!(
         follow_urls(&out.follow),
@@ -228,7 +141,11 @@ async fn same_link_twice_on_a_page_is_one_follow_and_off_site_is_dropped() {
 #[tokio::test]
 async fn dedup_filter_stays_bounded_and_batches_are_capped() {
     let (_, site) = bind_local().await;
-    let parser = parser("[dedup]\ncapacity = 30\nttl_secs = 600\n[follow]\nbatch = 7\n");
+    let parser = parser(|c| {
+        c.dedup.capacity = 30;
+        c.dedup.ttl_secs = 600;
+        c.follow.batch = 7;
+    });
     let paths: Vec<String> = (0..6).map(|n| format!("/follow/{n}")).collect();
     let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
     let out = parser.parse_task(fetched(&site, &refs, "bench").await);
@@ -245,7 +162,7 @@ async fn dedup_filter_stays_bounded_and_batches_are_capped() {
 #[tokio::test]
 async fn depth_limit_drops_links_too_far_from_the_start() {
     let (_, site) = bind_local().await;
-    let parser = parser("[follow]\nmax_depth = 1\n");
+    let parser = parser(|c| c.follow.max_depth = 1);
     let first = parser.parse_task(fetched(&site, &["/follow/0?show=3"], "bench").await);
     assert_eq!(follow_urls(&first.follow).len(), 3);
     let mut second = fetched(&site, &["/follow/1?show=3"], "bench").await;
@@ -266,7 +183,7 @@ fn error_for<'a>(errors: &'a [String], needle: &str) -> &'a str {
 #[tokio::test]
 async fn unreadable_pages_give_errors_naming_the_rule() {
     let (_, site) = bind_local().await;
-    let parser = parser("");
+    let parser = parser(|_| {});
     let mut task = fetched(
         &site,
         &[
@@ -324,7 +241,7 @@ fn bad_rules_are_config_errors_naming_the_rule() {
 
 #[test]
 fn json_rows_from_field_paths() {
-    let parser = parser("");
+    let parser = parser(|_| {});
     let items = site_data::search_items("9987-830-866", 1, "price_desc");
     let body = json!({"code": 0, "data": {"items": items}});
     let mut task = LocalTask::with_urls(

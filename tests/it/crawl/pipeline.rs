@@ -11,60 +11,11 @@ use taskbus::crawl::{
     execute, CrawlConfig, ExecutorRegistry, Fetcher, LocalTask, Parser, UrlEntry,
 };
 
-const CONFIG: &str = r#"
-[fetcher]
-per_domain_concurrency = 4
+use super::support::crawl_config;
 
-[[executors]]
-name = "jd_search"
-version = "1"
-url = "{base}/ware/searchList.action"
-method = "POST"
-pages = [1, 3]
-platform = "jd_app"
-sort = "{sort}"
-headers = { accept = "application/json", x-requested-with = "XMLHttpRequest" }
-data = { categoryId = "{categoryId}", c1 = "{c1}", c2 = "{c2}", page = "{page}", sort = "{sort}", stock = 0, _format_ = "json" }
-
-[[parsers]]
-name = "jd_search_json"
-platform = "jd_app"
-kind = "json"
-item = "data.items[*]"
-[[parsers.fields]]
-name = "ware_id"
-path = "wareId"
-required = true
-transforms = ["integer"]
-[[parsers.fields]]
-name = "name"
-path = "wname"
-[[parsers.fields]]
-name = "price"
-path = "jdPrice"
-transforms = ["number"]
-
-[[parsers]]
-name = "example_list"
-platform = "example_list"
-kind = "html"
-item = "li.item"
-[[parsers.fields]]
-name = "title"
-selector = "a.title"
-required = true
-[[parsers.follow]]
-selector = ".pager a"
-
-[[parsers]]
-name = "bench"
-platform = "bench"
-[[parsers.follow]]
-selector = "a"
-"#;
-
+/// The crawl test configuration, four requests at once to one host.
 fn config() -> CrawlConfig {
-    toml::from_str(CONFIG).expect("pipeline config parses")
+    crawl_config(|c| c.fetcher.per_domain_concurrency = 4)
 }
 
 #[tokio::test]

@@ -8,38 +8,10 @@ use taskbus::crawl::{
     execute, CrawlConfig, CrawlError, Executor, ExecutorRegistry, LocalTask, ResultEntry, UrlEntry,
 };
 
-const TEMPLATES: &str = r#"
-[[executors]]
-name = "jd_search"
-version = "1"
-url = "{base}/ware/searchList.action"
-method = "POST"
-pages = [1, 3]
-platform = "jd_app"
-sort = "{sort}"
-headers = { referer = "{base}/products/{categoryId}-{c1}-{c2}.html", Accept = "application/json" }
-data = { categoryId = "{categoryId}", c1 = "{c1}", c2 = "{c2}", page = "{page}", sort = "{sort}", stock = 0, _format_ = "json" }
-
-[[executors]]
-name = "jd_search"
-version = "2-json"
-url = "{base}/api/search"
-method = "POST"
-body = "json"
-platform = "jd_app"
-topic = "parsing_json"
-data = { categoryId = "{params.categoryId}", c1 = "x", c2 = "y", page = 1, sort = "", stock = 0, _format_ = "json" }
-
-[[executors]]
-name = "list"
-version = "1"
-url = "{base}/list/{page}?guid={guid}&topic={topic}"
-pages = [2, 4]
-platform = "example_list"
-"#;
+use super::support::crawl_config;
 
 fn registry() -> ExecutorRegistry {
-    let config: CrawlConfig = toml::from_str(TEMPLATES).expect("templates parse");
+    let config = crawl_config(|_| {});
     ExecutorRegistry::from_config(&config.executors).expect("templates are valid")
 }
 

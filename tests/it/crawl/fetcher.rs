@@ -7,8 +7,7 @@ use taskbus::crawl::site::bind_local;
 use taskbus::crawl::site_data::{self, GB18030_TEXT, GBK_TEXT};
 use taskbus::crawl::{Fetcher, FetcherConfig, ResultEntry, UrlEntry};
 
-mod crawl_support;
-use crawl_support::{content, fast_config, fetch, fetch_all};
+use super::support::{content, fast_config, fetch, fetch_all};
 
 fn json_body(result: &ResultEntry) -> Value {
     serde_json::from_str(&result.html).unwrap_or_else(|e| panic!("not json ({e}): {}", result.html))

@@ -1,8 +1,7 @@
 //! The crawl pipeline on the bus, end to end: a broker, the executor, fetcher, parser
 //! and storer workers (built by `taskbus::stages::build`, over TCP) against the
 //! example site, checking the exact rows (computed from `site_data`) in SQLite and in
-//! the real MariaDB; redelivery, refusals, link dedup, a Python parser, `taskbus run`,
-//! and a short run of `taskbus-bench crawl`.
+//! the real MariaDB; redelivery, refusals, link dedup, a Python parser.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,73 +14,17 @@ use serde_json::{json, Value};
 use taskbus::config::{Config, WorkerSpec};
 use taskbus::crawl::site::{bind_local, LocalSite};
 use taskbus::crawl::site_data::{self, SiteItem, LIST_PAGES};
-use taskbus::crawl::{CrawlConfig, LocalTask, UrlEntry};
+use taskbus::crawl::{LocalTask, UrlEntry};
 use taskbus::storer::{Storer, StorerConfig};
 use taskbus::task::{new_guid, NewTask};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{config, free_port, n_workers, until_stats, TestBroker, TestWorker};
+use super::support::crawl_config;
+use crate::common::{
+    config, mariadb_storer, n_workers, until_stats, TestBroker, TestWorker, MARIADB_URL,
+};
 
-const MARIADB_URL: &str = "mysql://root@127.0.0.1:3306/test";
 const LIMIT: Duration = Duration::from_secs(30);
-
-const CRAWL: &str = r#"
-[[executors]]
-name = "example_list"
-version = "1"
-url = "{base}/list/{page}"
-pages = [1, 1]
-platform = "example_list"
-
-[[executors]]
-name = "jd_search"
-version = "1"
-url = "{base}/ware/searchList.action"
-method = "POST"
-pages = [1, 3]
-platform = "jd_app"
-sort = "{sort}"
-data = { categoryId = "{categoryId}", c1 = "{c1}", c2 = "{c2}", page = "{page}", sort = "{sort}", stock = 0, _format_ = "json" }
-
-[[parsers]]
-name = "jd_search_json"
-platform = "jd_app"
-kind = "json"
-item = "data.items[*]"
-[[parsers.fields]]
-name = "ware_id"
-path = "wareId"
-required = true
-transforms = ["integer"]
-[[parsers.fields]]
-name = "name"
-path = "wname"
-[[parsers.fields]]
-name = "price"
-path = "jdPrice"
-transforms = ["number"]
-
-[[parsers]]
-name = "example_list"
-platform = "example_list"
-kind = "html"
-item = "li.item"
-[[parsers.fields]]
-name = "title"
-selector = "a.title"
-required = true
-[[parsers.fields]]
-name = "link"
-selector = "a.title"
-attr = "href"
-transforms = ["absolute_url"]
-[[parsers.fields]]
-name = "price"
-selector = ".price"
-transforms = ["number"]
-[[parsers.follow]]
-selector = ".pager a"
-"#;
 
 /// Two unique task types (table names): HTML list items and search API items.
 struct Types {
@@ -109,9 +52,10 @@ fn spec(stage: &str, topics: &[&str], next_topic: Option<&str>) -> WorkerSpec {
     }
 }
 
-fn crawl_config(storer: StorerConfig) -> Arc<Config> {
+/// A broker configuration with the crawl test configuration and `storer`.
+fn bus_config(storer: StorerConfig) -> Arc<Config> {
     config(|c| {
-        c.crawl = toml::from_str::<CrawlConfig>(CRAWL).expect("crawl config parses");
+        c.crawl = crawl_config(|_| {});
         c.storer = storer;
     })
 }
@@ -120,26 +64,6 @@ fn sqlite_storer(dir: &Path) -> StorerConfig {
     StorerConfig {
         sqlite_path: dir.join("rows.sqlite3"),
         ..StorerConfig::default()
-    }
-}
-
-/// The MariaDB storer config, or None (after `skipped:`) when no server answers.
-async fn mariadb_storer() -> Option<StorerConfig> {
-    match mysql_async::Conn::from_url(MARIADB_URL).await {
-        Ok(conn) => {
-            let _ = conn.disconnect().await;
-            Some(StorerConfig {
-                url: MARIADB_URL.into(),
-                ..StorerConfig::default()
-            })
-        }
-        Err(error) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("MariaDB at {MARIADB_URL} is required under CI: {error}")
-        }
-        Err(error) => {
-            eprintln!("skipped: MariaDB at {MARIADB_URL} not reachable: {error}");
-            None
-        }
     }
 }
 
@@ -301,7 +225,7 @@ async fn stored(storer: &Storer, task_type: &str, columns: &[&str]) -> Vec<Strin
 async fn crawl_into(storer_config: StorerConfig, label: &str) -> Types {
     let (_, site) = bind_local().await;
     let types = Types::new(label);
-    let config = crawl_config(storer_config.clone());
+    let config = bus_config(storer_config.clone());
     let pipeline = Pipeline::full(config, &[&types.items, &types.phones]).await;
     pipeline.put(&server_tasks(&site, &types)).await;
     let stats = pipeline.until_idle().await;
@@ -389,7 +313,7 @@ async fn a_redelivered_parse_task_stores_no_duplicate_rows() {
         spec("parser", &["parsing"], Some("store")),
         spec("storer", &["store"], None),
     ];
-    let pipeline = Pipeline::start(crawl_config(storer_config.clone()), &specs).await;
+    let pipeline = Pipeline::start(bus_config(storer_config.clone()), &specs).await;
     let body = parse_task(&site, &task_type, 2).await;
     let task = NewTask {
         guid: Some("parse-once".into()),
@@ -426,7 +350,7 @@ async fn a_refused_row_fails_its_task_while_the_rest_are_stored() {
     ))
     .unwrap();
     drop(conn);
-    let pipeline = Pipeline::full(crawl_config(storer_config.clone()), &[&types.items]).await;
+    let pipeline = Pipeline::full(bus_config(storer_config.clone()), &[&types.items]).await;
     pipeline.put(&server_tasks(&site, &types)[..1]).await;
     pipeline.until_idle().await;
 
@@ -485,7 +409,7 @@ async fn a_seed_crawl_task_put_by_hand_follows_each_link_once() {
         spec("parser", &["parsing"], Some("store")),
         spec("storer", &["store"], None),
     ];
-    let pipeline = Pipeline::start(crawl_config(storer_config.clone()), &specs).await;
+    let pipeline = Pipeline::start(bus_config(storer_config.clone()), &specs).await;
     // The seed's crawl task, put by hand on the fetcher's topic (urls filled,
     // callback.topic "parsing"); its queue is not its type, so the body names it.
     let mut crawl = LocalTask::with_urls(
@@ -534,7 +458,7 @@ async fn a_python_parser_replaces_the_rust_parser() {
     ];
     let config = config(|c| {
         c.broker.heartbeat_interval_secs = 0.2;
-        c.crawl = toml::from_str::<CrawlConfig>(CRAWL).unwrap();
+        c.crawl = crawl_config(|_| {});
         c.storer = storer_config.clone();
     });
     let pipeline = Pipeline::start(config, &specs).await;
@@ -574,83 +498,4 @@ async fn a_python_parser_replaces_the_rust_parser() {
     storer.close().await.unwrap();
     let _ = child.start_kill();
     pipeline.stop().await;
-}
-
-/// `taskbus run` with the repository's bus.toml, in a temporary data folder, twice.
-#[tokio::test]
-async fn taskbus_run_crawls_the_example_site_and_exits_with_a_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bus.toml");
-    let env = [
-        ("STORE__DATA_DIR", data.display().to_string()),
-        (
-            "STORER__SQLITE_PATH",
-            data.join("rows.sqlite3").display().to_string(),
-        ),
-        ("BROKER__CLIENT_ENDPOINT", "tcp://127.0.0.1:0".into()),
-        ("BROKER__WORKER_ENDPOINT", "tcp://127.0.0.1:0".into()),
-        ("BROKER__EVENTS_ENDPOINT", "tcp://127.0.0.1:0".into()),
-        // One fixed port for both runs: the same pages, so the same rows.
-        ("RUN__EXAMPLE_SITE", format!("127.0.0.1:{}", free_port())),
-        ("RUN__PROGRESS_SECS", "0".into()),
-    ]
-    .map(|(k, v)| (format!("TASKBUS__{k}"), v));
-    let config = Arc::new(taskbus::config::load(Some(&path), env).expect("bus.toml loads"));
-    assert!(
-        config.run.exit_when_idle,
-        "the default bus.toml runs a demo"
-    );
-    let want_rows = (LIST_PAGES * site_data::ITEMS_PER_PAGE) as u64;
-    for round in 0..2 {
-        let summary = taskbus::run::run(config.clone(), std::future::pending())
-            .await
-            .expect("run")
-            .expect("a summary");
-        let text = taskbus::run::summary_text(&summary);
-        let m = &summary.metrics;
-        assert_eq!(m.pages, u64::from(LIST_PAGES) + 3, "round {round}: {text}");
-        assert_eq!(m.rows_stored, want_rows + 30, "round {round}: {text}");
-        assert_eq!((m.pages_failed, m.rows_refused), (0, 0), "{text}");
-        assert_eq!(summary.tasks_dead, 0, "{text}");
-        let tables: Vec<(String, u64)> = vec![
-            ("example_items".into(), want_rows),
-            ("jd_phones".into(), 30),
-        ];
-        assert_eq!(
-            summary.tables, tables,
-            "round {round}: no duplicates: {text}"
-        );
-        assert!(text.contains("rows.sqlite3"), "{text}");
-        assert!(text.contains("errors: 0"), "{text}");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_crawl_bench_follows_parses_and_stores_pages() {
-    let args = taskbus::bench::crawl::CrawlArgs {
-        seconds: 2.0,
-        json: None,
-        mysql: None,
-        show: 20,
-        frontier: 1_000,
-        backlog: 500,
-        concurrency: 16,
-        capacity: 4,
-        bulk: true,
-        store_capacity: 64,
-        quiet: true,
-    };
-    let report = taskbus::bench::crawl::run(&args).await.expect("bench runs");
-    assert!(
-        report.pages > 20,
-        "more than the first page's links: {report:?}"
-    );
-    assert_eq!(report.pages_failed, 0, "{report:?}");
-    assert!(report.rows > 0 && report.rows <= report.pages, "{report:?}");
-    assert!(report.site_requests >= report.pages, "{report:?}");
-    assert!(
-        report.links_dropped > 0,
-        "the frontier cap holds: {report:?}"
-    );
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use taskbus::crawl::site::{bind_local, LocalSite};
 use taskbus::crawl::{Fetcher, FetcherConfig, UrlEntry};
 
-mod crawl_support;
-use crawl_support::{content, fast_config, fetch, fetch_all};
+use super::support::{content, fast_config, fetch, fetch_all};
 
 fn gaps(site: &LocalSite, path: &str) -> Vec<Duration> {
     let arrivals = site.stats.arrivals(path);
