@@ -22,6 +22,8 @@ struct Cli {
 enum Mode {
     /// One hop: put -> echo worker -> DONE, through a broker over loopback TCP.
     Hop(HopArgs),
+    /// What a queued task costs: broker RSS growth over the payload, and after a restart.
+    Memory(taskbus::bench::memory::MemoryArgs),
     /// Time for a broker to serve again with N ready tasks in its store.
     Restart(taskbus::bench::restart::RestartArgs),
     /// A link-following crawl through the four crawl stages, like `scrapy bench`.
@@ -51,6 +53,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Mode::Hop(args) => {
             let report = bench::hop::run(&args).await?;
             println!("{}", bench::hop::summary(&report));
+            if let Some(path) = &args.json {
+                bench::write_json(path, &report)?;
+            }
+        }
+        Mode::Memory(args) => {
+            let report = bench::memory::run(&args).await?;
+            println!("{}", bench::memory::summary(&report));
             if let Some(path) = &args.json {
                 bench::write_json(path, &report)?;
             }
