@@ -7,11 +7,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 use zeromq::prelude::*;
 use zeromq::{DealerSocket, SocketOptions, ZmqMessage};
 
-use crate::protocol::client::{AckReply, PutReply};
+use crate::protocol::client::{AckReply, ClientRequest, PutReply, StatsReply};
 use crate::protocol::{encode, Format};
 use crate::task::{NewTask, Task};
 
@@ -118,8 +120,12 @@ impl Client {
     }
 
     /// Sends one request and returns its reply; an error reply becomes
-    /// [`ClientError::Refused`].
-    pub async fn request(&mut self, request: &Value) -> Result<Value, ClientError> {
+    /// [`ClientError::Refused`]. `request` is a [`ClientRequest`]; anything else that
+    /// serializes is sent as it is (tests of bad input).
+    pub async fn request<R: Serialize + ?Sized>(
+        &mut self,
+        request: &R,
+    ) -> Result<Value, ClientError> {
         let reply = self.request_raw(encode(self.format, request)).await?;
         // The broker answers in the request's encoding.
         let value: Value = match self.format {
@@ -139,42 +145,56 @@ impl Client {
         Ok(value)
     }
 
+    /// Sends `request` and reads its reply as `T`.
+    pub async fn call<T: DeserializeOwned>(
+        &mut self,
+        request: &ClientRequest,
+    ) -> Result<T, ClientError> {
+        let reply = self.request(request).await?;
+        serde_json::from_value(reply).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     /// Puts tasks; returns their guids once the broker has them on disk.
     pub async fn put(&mut self, tasks: &[NewTask]) -> Result<Vec<String>, ClientError> {
-        let reply = self
-            .request(&json!({ "type": "put_task", "tasks": tasks }))
-            .await?;
-        let reply: PutReply =
-            serde_json::from_value(reply).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let request = ClientRequest::PutTask {
+            tasks: tasks.to_vec(),
+        };
+        let reply: PutReply = self.call(&request).await?;
         Ok(reply.guids)
     }
 
     /// The seed's `get_task`: up to `count` tasks, leased until acked.
     pub async fn get_task(&mut self, topic: &str, count: usize) -> Result<Vec<Task>, ClientError> {
-        let reply = self
-            .request(&json!({ "type": "get_task", "topic": topic, "count": count }))
-            .await?;
-        serde_json::from_value(reply).map_err(|e| ClientError::Decode(e.to_string()))
+        let request = ClientRequest::GetTask {
+            topic: topic.to_owned(),
+            count,
+        };
+        self.call(&request).await
     }
 
     /// The seed's `get_size`: the number of ready tasks, or `None` for an unknown topic.
     pub async fn get_size(&mut self, topic: &str) -> Result<Option<u64>, ClientError> {
-        let reply = self
-            .request(&json!({ "type": "get_size", "topic": topic }))
-            .await?;
-        Ok(reply.as_u64())
+        let request = ClientRequest::GetSize {
+            topic: topic.to_owned(),
+        };
+        Ok(self.request(&request).await?.as_u64())
     }
 
     /// Ends leases taken with `get_task`.
     pub async fn ack(&mut self, guids: &[String]) -> Result<AckReply, ClientError> {
-        let reply = self
-            .request(&json!({ "type": "ack", "guids": guids }))
-            .await?;
-        serde_json::from_value(reply).map_err(|e| ClientError::Decode(e.to_string()))
+        let request = ClientRequest::Ack {
+            guids: guids.to_vec(),
+        };
+        self.call(&request).await
+    }
+
+    /// Per-topic and per-worker counters, as JSON (for people and tests).
+    pub async fn stats(&mut self) -> Result<Value, ClientError> {
+        self.request(&ClientRequest::Stats).await
     }
 
     /// Per-topic and per-worker counters.
-    pub async fn stats(&mut self) -> Result<Value, ClientError> {
-        self.request(&json!({ "type": "stats" })).await
+    pub async fn stats_reply(&mut self) -> Result<StatsReply, ClientError> {
+        self.call(&ClientRequest::Stats).await
     }
 }

@@ -4,13 +4,15 @@
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::json;
 use tokio::time::Instant;
 
 use super::handlers::{Core, Outbox};
 use super::schedule::Scheduling;
 use super::state::{Holder, Origin};
-use crate::protocol::client::{AckReply, ClientRequest, ListFilter, PutReply, INVALID_QUEUE};
+use crate::protocol::client::{
+    AckReply, ClientRequest, DeadListReply, DeadPurgeReply, DeadRetryReply, ListFilter, NackReply,
+    PutReply, StatsReply, StoreStats, INVALID_QUEUE,
+};
 use crate::protocol::worker::{write_task_list, Delivery};
 use crate::protocol::{code, try_encode, Format, ProtocolError};
 use crate::task::NewTask;
@@ -49,8 +51,8 @@ impl Core {
                 error,
             } => {
                 let error = error.unwrap_or_else(|| "nacked by client".into());
-                let now_in = self.state.fail(&guid, error, retryable, now)?;
-                try_encode(format, &json!({ "guid": guid, "state": now_in }))
+                let state = self.state.fail(&guid, error, retryable, now)?.to_owned();
+                try_encode(format, &NackReply { guid, state })
             }
             ClientRequest::ListTasks(filter) => self.list_tasks(filter, format, now, out),
             ClientRequest::TaskStatus { guid } => match self.state.task_status(&guid, now) {
@@ -68,17 +70,18 @@ impl Core {
                     .take(limit)
                     .filter_map(|g| self.state.task_status(g, now))
                     .collect();
-                try_encode(format, &json!({ "total": guids.len(), "tasks": tasks }))
+                let total = guids.len();
+                try_encode(format, &DeadListReply { total, tasks })
             }
             ClientRequest::DeadRetry { topic, guids } => {
                 let guids = self.dead_selection(topic.as_deref(), guids);
                 let retried = guids.iter().filter(|g| self.state.retry_dead(g)).count();
-                try_encode(format, &json!({ "retried": retried }))
+                try_encode(format, &DeadRetryReply { retried })
             }
             ClientRequest::DeadPurge { topic, guids } => {
                 let guids = self.dead_selection(topic.as_deref(), guids);
                 let purged = guids.iter().filter(|g| self.state.purge_dead(g)).count();
-                try_encode(format, &json!({ "purged": purged }))
+                try_encode(format, &DeadPurgeReply { purged })
             }
             scheduled @ (ClientRequest::AddTask { .. }
             | ClientRequest::ModifyTask { .. }
@@ -187,26 +190,28 @@ impl Core {
     }
 
     fn stats(&self, format: Format, now: Instant) -> Result<Bytes, ProtocolError> {
-        let store = match (&self.store_error, self.state_is_durable()) {
-            (_, false) => json!({"kind": "memory", "state": "ok"}),
-            (None, true) => json!({"kind": "sqlite", "state": "ok"}),
-            (Some(error), true) => {
-                json!({"kind": "sqlite", "state": "refusing_work", "error": error})
-            }
+        let kind = if self.state.is_durable() {
+            "sqlite"
+        } else {
+            "memory"
         };
-        try_encode(
-            format,
-            &json!({
-                "topics": self.state.topic_stats(),
-                "workers": self.state.workers.stats(now),
-                "scheduler": self.schedule.as_ref().map(Scheduling::stats),
-                "store": store,
-            }),
-        )
-    }
-
-    fn state_is_durable(&self) -> bool {
-        self.state.is_durable()
+        let store = StoreStats {
+            kind: kind.into(),
+            state: if self.store_error.is_some() {
+                "refusing_work"
+            } else {
+                "ok"
+            }
+            .into(),
+            error: self.store_error.clone(),
+        };
+        let reply = StatsReply {
+            topics: self.state.topic_stats(),
+            workers: self.state.workers.stats(now),
+            scheduler: self.schedule.as_ref().map(Scheduling::stats),
+            store,
+        };
+        try_encode(format, &reply)
     }
 
     fn dead_selection(&self, topic: Option<&str>, guids: Vec<String>) -> Vec<String> {

@@ -4,8 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::time::Instant;
+
+pub use crate::protocol::client::WorkerStats;
 
 /// One registered worker.
 #[derive(Debug)]
@@ -24,18 +25,6 @@ impl WorkerEntry {
     pub fn credit(&self) -> usize {
         (self.capacity as usize).saturating_sub(self.in_flight.len())
     }
-}
-
-/// A worker as `stats` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerStats {
-    pub id: String,
-    pub stage: String,
-    pub topics: Vec<String>,
-    pub capacity: u32,
-    pub in_flight: usize,
-    /// Milliseconds since the broker last heard from the worker.
-    pub last_heartbeat_ms: u64,
 }
 
 /// All registered workers, keyed by their ZeroMQ routing identity.

@@ -61,8 +61,10 @@ impl ClientFrames {
     }
 }
 
-/// One parsed client request.
-#[derive(Debug, Clone, PartialEq)]
+/// One client request: what the broker parses ([`ClientRequest::parse`]) and what
+/// every client sends (it serializes to the wire form, `{"type": ..., fields}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientRequest {
     GetTask {
         topic: String,
@@ -99,11 +101,15 @@ pub enum ClientRequest {
         topic: Option<String>,
         guids: Vec<String>,
     },
+    /// The total task's fields (see the scheduler verbs in PROTOCOL.md).
     AddTask {
+        #[serde(flatten)]
         spec: Value,
     },
+    /// The fields to change.
     ModifyTask {
         id: String,
+        #[serde(flatten)]
         patch: Value,
     },
     PauseTask {
@@ -119,7 +125,7 @@ pub enum ClientRequest {
 }
 
 /// Filters of `list_tasks`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListFilter {
     #[serde(default)]
     pub topic: Option<String>,
@@ -286,13 +292,13 @@ impl ClientRequest {
                 }
             }
             "add_task" => ClientRequest::AddTask {
-                spec: typed.fields()?,
+                spec: without_keys(typed.fields()?, &["type"]),
             },
             "modify_task" => {
                 let id = typed.fields::<TotalTaskId>()?.id;
                 ClientRequest::ModifyTask {
                     id,
-                    patch: typed.fields()?,
+                    patch: without_keys(typed.fields()?, &["type", "id"]),
                 }
             }
             "pause_task" => ClientRequest::PauseTask {
@@ -317,6 +323,16 @@ impl ClientRequest {
         };
         Ok(request)
     }
+}
+
+/// `value` without the request's own keys.
+fn without_keys(mut value: Value, keys: &[&str]) -> Value {
+    if let Some(map) = value.as_object_mut() {
+        for key in keys {
+            map.remove(*key);
+        }
+    }
+    value
 }
 
 fn guid_list(kind: &str, r: Guids) -> Result<Vec<String>, ProtocolError> {
@@ -389,6 +405,66 @@ pub enum TaskLookup {
     Finished(HistoryRecord),
 }
 
+/// Reply to `nack`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NackReply {
+    pub guid: String,
+    /// `ready` (it will run again) or `dead`.
+    pub state: String,
+}
+
+/// Reply to `dead_list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadListReply {
+    pub total: usize,
+    pub tasks: Vec<TaskLookup>,
+}
+
+/// Reply to `dead_retry`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadRetryReply {
+    pub retried: usize,
+}
+
+/// Reply to `dead_purge`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadPurgeReply {
+    pub purged: usize,
+}
+
+/// A worker as `stats` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub id: String,
+    pub stage: String,
+    pub topics: Vec<String>,
+    pub capacity: u32,
+    pub in_flight: usize,
+    /// Milliseconds since the broker last heard from the worker.
+    pub last_heartbeat_ms: u64,
+}
+
+/// The broker's store in `stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// `memory` or `sqlite`.
+    pub kind: String,
+    /// `ok`, or `refusing_work` after a failed commit until one succeeds again.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reply to `stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsReply {
+    pub topics: std::collections::BTreeMap<String, TopicStats>,
+    pub workers: Vec<WorkerStats>,
+    /// The scheduler's line: `total_tasks`, `ticks`, `next_wakeup`.
+    pub scheduler: Option<Value>,
+    pub store: StoreStats,
+}
+
 /// Reply to `ack`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AckReply {
@@ -418,6 +494,72 @@ mod tests {
         }
         let [json, _] = results;
         json
+    }
+
+    #[test]
+    fn every_request_round_trips_in_json_and_msgpack() {
+        let requests = [
+            ClientRequest::GetTask {
+                topic: "jd".into(),
+                count: 5,
+            },
+            ClientRequest::GetSize { topic: "jd".into() },
+            ClientRequest::PutTask {
+                tasks: vec![NewTask::new("t", json!({"a": [1, "x"]}))],
+            },
+            ClientRequest::Ack {
+                guids: vec!["a".into(), "b".into()],
+            },
+            ClientRequest::Nack {
+                guid: "a".into(),
+                retryable: false,
+                error: Some("why".into()),
+            },
+            ClientRequest::ListTasks(ListFilter {
+                topic: Some("t".into()),
+                state: Some("dead".into()),
+                limit: 7,
+            }),
+            ClientRequest::TaskStatus { guid: "g".into() },
+            ClientRequest::Stats,
+            ClientRequest::DeadList {
+                topic: None,
+                limit: 3,
+            },
+            ClientRequest::DeadRetry {
+                topic: Some("t".into()),
+                guids: vec!["g".into()],
+            },
+            ClientRequest::DeadPurge {
+                topic: None,
+                guids: Vec::new(),
+            },
+            ClientRequest::AddTask {
+                spec: json!({"id": "daily", "topic": "t", "trigger": {"interval": 60}}),
+            },
+            ClientRequest::ModifyTask {
+                id: "daily".into(),
+                patch: json!({"trigger": {"cron": "0 * * * *"}}),
+            },
+            ClientRequest::PauseTask { id: "daily".into() },
+            ClientRequest::ResumeTask { id: "daily".into() },
+            ClientRequest::DeleteTask {
+                id: "daily".into(),
+                by: Some("ops".into()),
+            },
+        ];
+        assert_eq!(requests.len(), REQUEST_TYPES.len(), "one per verb");
+        for request in requests {
+            for format in [Format::Json, Format::MsgPack] {
+                let bytes = encode(format, &request);
+                let typed = peek(&bytes, format, 1 << 20).unwrap();
+                assert_eq!(
+                    ClientRequest::parse(&typed, 1000).unwrap(),
+                    request,
+                    "{format:?}"
+                );
+            }
+        }
     }
 
     #[test]
