@@ -274,6 +274,9 @@ class Worker:
                 continue
             try:
                 message = {"type": "done", "guid": guid, "next": _envelopes(future.result())}
+                if self.o.next_topic:
+                    # Carried in every DONE: a restarted broker may read it before READY.
+                    message["next_topic"] = self.o.next_topic
                 log.info("task %s done: %d next", guid, len(message["next"]))
             except TaskError as e:
                 message = {"type": "fail", "guid": guid, "error": e.message, "retryable": e.retryable}

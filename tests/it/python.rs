@@ -306,7 +306,7 @@ ctx.term()
 // ---------------------------------------------------------------------------
 
 /// A `python_worker.py` child process (killed when dropped).
-struct PyWorker {
+pub struct PyWorker {
     child: Child,
     _stdout: BufReader<ChildStdout>,
     log: UnboundedReceiver<String>,
@@ -315,7 +315,7 @@ struct PyWorker {
 
 impl PyWorker {
     /// Starts the worker and waits for its `ready <identity>` line.
-    async fn start(py: &str, endpoint: &str, identity: &str, args: &[&str]) -> PyWorker {
+    pub async fn start(py: &str, endpoint: &str, identity: &str, args: &[&str]) -> PyWorker {
         let heartbeat = HEARTBEAT.to_string();
         let mut child = Command::new(py)
             .arg(example("python_worker.py"))

@@ -292,3 +292,58 @@ async fn get_task_hands_out_the_effective_lease_and_retry_limit() {
     assert_eq!(leases, [(Some(12.5), Some(7)), (Some(3.0), Some(7))]);
     broker.stop().await;
 }
+
+/// A worker written from PROTOCOL.md alone loses no next-stage task across 20 fast
+/// restarts of a durable broker: DONEs that reach a restarted broker before the
+/// worker's new READY carry their destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_worker_loses_no_next_stage_task_across_twenty_fast_restarts() {
+    let Some(py) = crate::python::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = durable_config(dir.path(), |c| {
+        fixed_endpoints()(c);
+        c.broker.heartbeat_interval_secs = 0.2;
+    });
+    let mut broker = TestBroker::start(config.clone()).await;
+    let _worker = crate::python::PyWorker::start(
+        py,
+        &broker.endpoints.worker,
+        "py-restarts",
+        &[
+            "--topic",
+            "pyx_in",
+            "--next-topic",
+            "pyx_out",
+            "--capacity",
+            "8",
+        ],
+    )
+    .await;
+    let mut client = broker.client().await;
+    let tasks: Vec<NewTask> = (0..3000)
+        .map(|n| NewTask::new("pyx_in", json!({"n": n})))
+        .collect();
+    let guids = client.put(&tasks).await.unwrap();
+    drop(client);
+    for _ in 0..20 {
+        broker.stop().await;
+        broker = TestBroker::start(config.clone()).await;
+    }
+    let mut client = broker.client().await;
+    let limit = Duration::from_secs(60);
+    let stats = until_stats(&mut client, limit, |s| {
+        topic_count(s, "pyx_out", "ready") == 3000
+            && ["pending", "ready", "delayed", "leased"]
+                .iter()
+                .all(|k| topic_count(s, "pyx_in", k) == 0)
+    })
+    .await;
+    assert_eq!(topic_count(&stats, "pyx_in", "dead"), 0, "{stats}");
+    let children = client.get_task("pyx_out", 3000).await.unwrap();
+    let got: std::collections::BTreeSet<String> = children.into_iter().map(|t| t.guid).collect();
+    let want: std::collections::BTreeSet<String> = guids.iter().map(|g| format!("{g}/0")).collect();
+    assert_eq!(got, want, "every task's output, once");
+    broker.stop().await;
+}
