@@ -192,6 +192,67 @@ pub fn split_frames(frames: Vec<Bytes>) -> Result<(Bytes, Bytes), (Option<Bytes>
     }
 }
 
+#[derive(Deserialize)]
+struct TaskFields {
+    tasks: Vec<Task>,
+}
+
+#[derive(Deserialize)]
+struct ReasonFields {
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct CancelFields {
+    guids: Vec<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorFields {
+    error: String,
+    code: String,
+}
+
+impl BrokerMessage {
+    /// Reads a message from the broker in two passes, without buffering the tasks'
+    /// bodies (as a worker runtime does for every TASK).
+    pub fn parse(body: &[u8], max_bytes: usize) -> Result<BrokerMessage, ProtocolError> {
+        let typed = super::decode::peek(body, super::Format::MsgPack, max_bytes)?;
+        Ok(match typed.kind.as_str() {
+            "task" => BrokerMessage::Task {
+                tasks: typed.fields::<TaskFields>()?.tasks,
+            },
+            "heartbeat" => BrokerMessage::Heartbeat {},
+            "disconnect" => BrokerMessage::Disconnect {
+                reason: typed.fields::<ReasonFields>()?.reason,
+            },
+            "cancel" => {
+                let c: CancelFields = typed.fields()?;
+                BrokerMessage::Cancel {
+                    guids: c.guids,
+                    reason: c.reason,
+                }
+            }
+            "error" => {
+                let e: ErrorFields = typed.fields()?;
+                BrokerMessage::Error {
+                    error: e.error,
+                    code: e.code,
+                }
+            }
+            other => {
+                return Err(ProtocolError::new(
+                    code::UNKNOWN_TYPE,
+                    format!("unknown broker message type \"{other}\""),
+                ))
+            }
+        })
+    }
+}
+
 /// A task as the broker hands it out: the wire shape of [`Task`], built from shared
 /// parts so that handing out a task copies no body. `timeout` and `max_retry` are the
 /// effective values (the task's own, else its topic's).
@@ -338,6 +399,7 @@ mod tests {
             let bytes = encode(Format::MsgPack, message);
             let back: BrokerMessage = rmp_serde::from_slice(&bytes).unwrap();
             assert_eq!(&back, message);
+            assert_eq!(&BrokerMessage::parse(&bytes, 1 << 20).unwrap(), message);
         }
     }
 

@@ -320,7 +320,7 @@ impl Runtime {
         let Some(body) = frames.into_iter().rfind(|f| !f.is_empty()) else {
             return Ok(());
         };
-        let message: BrokerMessage = match rmp_serde::from_slice(&body) {
+        let message = match BrokerMessage::parse(&body, usize::MAX) {
             Ok(message) => message,
             Err(error) => {
                 log::warn!(
