@@ -119,7 +119,8 @@ pub enum PackagerEvent {
     },
 }
 
-/// Why the packager could not do something.
+/// Why the packager could not do something. Messages carry their cause; no variant
+/// also returns it as `source()`, so a printed chain names each reason once.
 #[derive(Debug, thiserror::Error)]
 pub enum PackagerError {
     /// The body is not a task.
@@ -146,10 +147,22 @@ pub enum PackagerError {
     Udp(#[from] udp::UdpSetupError),
     /// The HTTP client cannot be built.
     #[error("http client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     /// Redis failed.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
+}
+
+impl From<reqwest::Error> for PackagerError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Http(e)
+    }
+}
+
+impl From<redis::RedisError> for PackagerError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Redis(e)
+    }
 }
 
 impl PackagerError {
