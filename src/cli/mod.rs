@@ -90,6 +90,25 @@ pub async fn on_signal(signal: Signal, config: &Config) {
     }
 }
 
+/// `taskbus packager`: the Redis intake alone, until `stop`. Refuses a configuration
+/// whose `[packager] task_type` is not `"redis"` (there would be nothing to serve).
+pub async fn serve_packager(
+    config: &Config,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let cfg = &config.packager;
+    anyhow::ensure!(
+        cfg.task_type == crate::packager::TaskType::Redis,
+        "taskbus packager serves the seed's redis lists: set [packager] task_type = \"redis\" \
+         (or TASKBUS__PACKAGER__TASK_TYPE=redis)"
+    );
+    eprintln!(
+        "taskbus packager: redis {}:{} db {} key {} (Ctrl-C stops)",
+        cfg.redis_host, cfg.redis_port, cfg.redis_db, cfg.redis_key
+    );
+    crate::packager::run(cfg.clone(), stop).await
+}
+
 /// Prints an error as one line and exits non-zero.
 pub fn exit_with(error: anyhow::Error) -> ! {
     // One line, whatever line breaks the messages inside carry.

@@ -12,6 +12,8 @@ pub mod bus;
 pub mod config;
 mod flow;
 pub mod intake;
+mod lock;
+mod record;
 pub mod notice;
 pub mod package;
 pub mod queue;
@@ -41,6 +43,28 @@ pub use upload::{UploadError, Uploader};
 /// nobody has to listen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackagerEvent {
+    /// Temp files a killed run left were removed at start.
+    Swept {
+        /// The files removed.
+        removed: Vec<PathBuf>,
+    },
+    /// An item that cannot be a task went to `<redis_key>:rejected`.
+    Rejected {
+        /// Why, as stored with it.
+        reason: String,
+        /// Whether a 401 notice was queued for it.
+        noticed: bool,
+    },
+    /// Recording an outcome in Redis failed for a reason that may pass (the server
+    /// away, a broken connection); it is tried again on a new connection.
+    RedisRetry {
+        /// What was being recorded.
+        what: String,
+        /// Failed attempts so far.
+        attempt: u32,
+        /// Why.
+        error: String,
+    },
     /// Items left in a processing list were put back at start.
     Resumed {
         /// The ready list they went back to.

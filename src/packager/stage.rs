@@ -108,8 +108,12 @@ impl PackageStage {
                 .context("packager settings")?,
         );
         let intake = match cfg.task_type {
+            // The intake sweeps once it holds its instance lock.
             TaskType::Redis => Some(start_intake(&packager, grace).await?),
-            TaskType::Bus => None,
+            TaskType::Bus => {
+                sweep_stale_temp(&packager).await;
+                None
+            }
         };
         Ok(Self {
             packager,
@@ -128,6 +132,21 @@ impl PackageStage {
         self.intake.is_some()
     }
 }
+
+/// Bus mode: no lock proves that no live process shares the instance, so only temp
+/// files untouched for [`BUS_SWEEP_AGE`] go (a live write touches its file every few
+/// milliseconds).
+async fn sweep_stale_temp(packager: &Arc<Packager>) {
+    let cfg = packager.config().clone();
+    let swept =
+        tokio::task::spawn_blocking(move || super::package::sweep_temp(&cfg, Some(BUS_SWEEP_AGE)))
+            .await
+            .unwrap_or_default();
+    packager.emit(super::PackagerEvent::Swept { removed: swept });
+}
+
+/// Age after which a bus-mode process takes a temp file for a killed writer's.
+pub const BUS_SWEEP_AGE: Duration = Duration::from_secs(600);
 
 async fn start_intake(
     packager: &Arc<Packager>,
