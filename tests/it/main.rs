@@ -6,6 +6,7 @@
 //! - `workers`: credit, DONE routing, FAIL and retries, dead workers, reconnects.
 //! - `python`: the seed's Python clients and a Python worker against the broker.
 //! - `cli`: the binaries as a user runs them.
+//! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
 
 mod bad_input;
 mod cli;
@@ -13,6 +14,7 @@ mod client_api;
 mod common;
 mod crawl;
 mod durable;
+mod packager;
 mod python;
 mod scheduler;
 mod workers;

@@ -1,15 +1,12 @@
 //! Integration tests of `taskbus::apk` on real APKs signed by `apksigner`
 //! (built once per test binary by `make-apk-fixtures.sh`, see
-//! `packager_support/fixtures.rs`; needs the Debian packages apksigner, zipalign, aapt
+//! `packager/support/fixtures.rs`; needs the Debian packages apksigner, zipalign, aapt
 //! and android-framework-res).
-
-#[path = "packager_support/fixtures.rs"]
-mod fixtures;
 
 use std::fs;
 use std::path::Path;
 
-use fixtures::{fixtures, verify};
+use super::support::fixtures::{fixtures, verify};
 use taskbus::apk::block::{self, Pair, SigningTail, TailParse, PADDING_ID, VASDOLLY_ID, WALLE_ID};
 use taskbus::apk::cli::{self, ApkCommand};
 use taskbus::apk::{inspect, read_channel, write_channel, ChannelInfo, FormatError, WriteOptions};
@@ -394,4 +391,41 @@ fn unreadable_mother_is_perm_error() {
     }
     assert_fails_cleanly(&mother, "PERM_ERROR");
     assert_eq!(read_channel(&mother).unwrap_err().error_code(), 406);
+}
+
+/// Issue 12: temp copies are named with `random_chr` and a tag, and the sweep removes
+/// only its own tag's (and the older `.taskbus-apk-XXXXXX.tmp` names).
+#[test]
+fn temp_names_use_random_chr_and_only_their_own_tag_is_swept() {
+    let opts = WriteOptions {
+        temp_tag: "inst".into(),
+        temp_alphabet: "xy".into(),
+        temp_random_len: 12,
+        ..WriteOptions::default()
+    };
+    let name = taskbus::apk::temp_file_name(&opts);
+    let random = name
+        .strip_prefix(".taskbus-apk.inst.")
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(random.len(), 12, "{name}");
+    assert!(random.chars().all(|c| c == 'x' || c == 'y'), "{name}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join(&name);
+    let legacy = dir.path().join(".taskbus-apk-Ab12Cd.tmp");
+    let theirs = dir.path().join(taskbus::apk::temp_file_name(&WriteOptions {
+        temp_tag: "inst.b".into(),
+        ..opts.clone()
+    }));
+    let untagged = dir.path().join(taskbus::apk::temp_file_name(&WriteOptions::default()));
+    for file in [&ours, &legacy, &theirs, &untagged] {
+        fs::write(file, b"x").unwrap();
+    }
+    let mut removed = taskbus::apk::sweep_temp_files(dir.path(), "inst", None).unwrap();
+    removed.sort();
+    let mut expected = vec![ours.clone(), legacy.clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(theirs.exists() && untagged.exists());
 }

@@ -1,4 +1,4 @@
-//! The `package` stage on the bus (included by tests/packager.rs): built through
+//! The `package` stage on the bus: built through
 //! `taskbus::stages::build`, called directly and run by the worker runtime against an
 //! in-process broker. DONE results, FAIL errors and scripts.log lines carry the seed's
 //! codes; SIGHUP sends the seed's `notice` line.
@@ -13,7 +13,7 @@ use taskbus::task::{NewTask, Task};
 use taskbus::worker::{self, Stage, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::packager_support::*;
+use super::support::*;
 
 /// scripts.log lines (`target: "scripts"`) of this test binary.
 fn scripts_lines() -> &'static Mutex<Vec<String>> {

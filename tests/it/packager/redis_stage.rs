@@ -1,4 +1,4 @@
-//! The Redis intake inside the `package` stage (included by tests/packager_redis.rs):
+//! The Redis intake inside the `package` stage:
 //! built through `taskbus::stages::build`, and in a `taskbus-worker --stage package`
 //! process that is stopped by SIGHUP or killed with SIGKILL.
 
@@ -11,7 +11,7 @@ use taskbus::config::{Config, WorkerSpec};
 use taskbus::packager::PackagerConfig;
 use tokio::process::{Child, Command};
 
-use crate::packager_support::*;
+use super::support::*;
 
 fn spec() -> WorkerSpec {
     WorkerSpec {
@@ -101,6 +101,7 @@ task_schedule_key = {schedule:?}
 upload_file_schedule_key = {upload:?}
 notice_key = {notice:?}
 redis_sleep_time = 0.2
+instance_lock_secs = 1.0
 udp_host = "127.0.0.1"
 udp_port = {udp}
 [packager.notice_retry]
