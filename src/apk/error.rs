@@ -192,12 +192,12 @@ mod tests {
     fn no_message_repeats_its_cause_as_a_source() {
         use std::error::Error;
         let p = Path::new("/a.apk");
-        let io = || io::Error::from(io::ErrorKind::StorageFull);
+        let io = |kind| io::Error::new(kind, "the disk said no");
         for e in [
             ApkError::format(p, FormatError::NoSigningBlock),
-            ApkError::output(p, io()),
-            ApkError::io(p, io()),
-            ApkError::from_input_io(p, io::Error::from(io::ErrorKind::PermissionDenied)),
+            ApkError::output(p, io(io::ErrorKind::StorageFull)),
+            ApkError::io(p, io(io::ErrorKind::Other)),
+            ApkError::from_input_io(p, io(io::ErrorKind::PermissionDenied)),
         ] {
             let mut printed = vec![e.to_string()];
             let mut next = e.source();

@@ -7,8 +7,8 @@
 //!   as it came plus `result` = `{"code","error_key","message","path","detail",
 //!   "bytes","urls"}`. Otherwise the DONE carries nothing.
 //! - FAIL: the error reads `<code> <KEY>: <detail>`; retryable per
-//!   `PackagerError::is_retryable` (every status but `ARG_MISS`; upload failures but a
-//!   broken target setting).
+//!   `PackagerError::is_retryable` (`NO_APK`, `COPY_APK_ERROR`, `UNKNOWN_ERROR`; upload
+//!   failures but a broken target setting). A final FAIL is notified at once.
 //! - scripts.log: one line per attempt, `guid=.. topic=.. filename=.. channel_id=..
 //!   code=.. error_key=..`.
 //!

@@ -142,10 +142,10 @@ async fn stage_answers_with_the_seeds_codes() {
     assert_eq!(next[0].body["result"]["error_key"], "HAVEN_SUB");
     assert!(lines_of(&guid)[0].contains("code=403 error_key=HAVEN_SUB"));
 
-    // Failures: FAIL with the code first; retryable but for ARG_MISS.
+    // Failures: FAIL with the code first; retryable only what can change (issue 12).
     let cases = [
         (seed_task("absent", json!(1), ""), "402 NO_APK", true),
-        (seed_task("old", json!(1), ""), "404 WRONG_APK", true),
+        (seed_task("old", json!(1), ""), "404 WRONG_APK", false),
         (json!({"filename": "game"}), "401 ARG_MISS", false),
         (json!("not an object"), "401 ARG_MISS", false),
     ];
