@@ -328,8 +328,9 @@ fn package_bench_reports_figures() {
         small_count: 20,
         small_apk: Some(fx.join("mother-v12.apk")),
         json: Some(json.clone()),
+        ..bench_args()
     };
-    let report = taskbus::bench::package::run(&args).unwrap();
+    let report = taskbus::bench::package::run_files(&args).unwrap();
     assert_eq!(
         report.apk_bytes,
         fs::metadata(fx.join("mother-v3only.apk")).unwrap().len()
@@ -428,4 +429,47 @@ fn temp_names_use_random_chr_and_only_their_own_tag_is_swept() {
     expected.sort();
     assert_eq!(removed, expected);
     assert!(theirs.exists() && untagged.exists());
+}
+
+/// The bench's flags as `taskbus-bench package` parses them with none given.
+fn bench_args() -> taskbus::bench::package::PackageBenchArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        args: taskbus::bench::package::PackageBenchArgs,
+    }
+    Flags::parse_from(["package"]).args
+}
+
+/// Issue 12: the Redis mode of `taskbus-bench package` measures the intake end to end.
+#[tokio::test(flavor = "multi_thread")]
+async fn package_bench_redis_mode_reports_each_run() {
+    if super::support::redis_or_skip().await.is_none() {
+        return;
+    }
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.apk");
+    fs::copy(fx.join("mother-v12.apk"), &small).unwrap();
+    let json = dir.path().join("bench.json");
+    let args = taskbus::bench::package::PackageBenchArgs {
+        redis: true,
+        small_apk: Some(small),
+        small_count: 30,
+        runs: 2,
+        notice_delay_ms: vec![5, 0],
+        json: Some(json.clone()),
+        ..bench_args()
+    };
+    tokio::task::spawn_blocking(move || taskbus::bench::package::run(&args))
+        .await
+        .unwrap()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["tasks"], 30);
+    let runs = report["runs"].as_array().unwrap();
+    let delays: Vec<u64> = runs.iter().map(|r| r["notice_delay_ms"].as_u64().unwrap()).collect();
+    assert_eq!(delays, [5, 5, 0, 0]);
+    assert!(runs.iter().all(|r| r["seconds"].as_f64().unwrap() > 0.0), "{report}");
 }
