@@ -77,8 +77,7 @@ pub fn package(
     };
     let out = dir.join(name);
     let doing = || format!("packaging {} as {}", mother.display(), out.display());
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| with_status(ApkError::output(&dir, e), &doing()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| with_status(ApkError::output(&dir, e), &doing()))?;
     let opts = WriteOptions {
         vasdolly,
         ..WriteOptions::default()

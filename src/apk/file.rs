@@ -236,9 +236,9 @@ pub fn sweep_temp_files(
         let ours = rest
             .strip_prefix(&own)
             .is_some_and(|random| !random.is_empty() && !random.contains('.'));
-        let legacy = rest
-            .strip_prefix(LEGACY_TEMP_PREFIX)
-            .is_some_and(|random| random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric()));
+        let legacy = rest.strip_prefix(LEGACY_TEMP_PREFIX).is_some_and(|random| {
+            random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric())
+        });
         if !(ours || legacy) {
             continue;
         }

@@ -1,6 +1,6 @@
 //! `[packager]` settings: every seed setting that still has a meaning, plus retry bounds.
 //!
-//! Seed names and ours are mapped one to one in `SEED_NAMES.md`.
+//! Seed names and ours are mapped one to one in `docs/PACKAGER.md` ("Settings").
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -366,7 +366,15 @@ async fn process_task(p: &Packager, link: &mut Link, raw: &str) -> RedisResult<(
             let packet_timeout = now_ms() / 1000 + cfg.log_post_time as i64;
             let next = task.with_failure(packet_timeout, status.key()).to_json();
             let to = vec![(Back::Tail(cfg.redis_retry_key.as_str()), next.as_str())];
-            link.record(p, Record::Move { from: &processing, item: raw, to }).await?;
+            link.record(
+                p,
+                Record::Move {
+                    from: &processing,
+                    item: raw,
+                    to,
+                },
+            )
+            .await?;
             p.report(&task, &outcome, Some(packet_timeout)).await;
             p.emit(PackagerEvent::RetryQueued {
                 task: task.describe(),
@@ -424,7 +432,10 @@ async fn reject(
     let snippet: String = from.1.chars().take(200).collect();
     log::error!(target: "scripts", "rejected item from {}: {reason}: {snippet}", from.0);
     p.udp
-        .send(UdpLevel::Error, &format!("rejected item: {reason}: {snippet}"))
+        .send(
+            UdpLevel::Error,
+            &format!("rejected item: {reason}: {snippet}"),
+        )
         .await;
     let rejected = p.cfg.rejected_key();
     let notice = notice.map(|record| to_json(&record));
@@ -432,7 +443,15 @@ async fn reject(
     if let Some(notice) = &notice {
         to.push((Back::Head(p.cfg.notice_key.as_str()), notice.as_str()));
     }
-    link.record(p, Record::Move { from: from.0, item: from.1, to }).await?;
+    link.record(
+        p,
+        Record::Move {
+            from: from.0,
+            item: from.1,
+            to,
+        },
+    )
+    .await?;
     p.emit(PackagerEvent::Rejected {
         reason,
         noticed: notice.is_some(),
@@ -448,7 +467,10 @@ async fn reject_record(
     raw: &str,
     why: &str,
 ) -> RedisResult<()> {
-    let outcome = PackageOutcome::failed(PackageStatus::UnknownError, format!("unusable record: {why}"));
+    let outcome = PackageOutcome::failed(
+        PackageStatus::UnknownError,
+        format!("unusable record: {why}"),
+    );
     reject(p, link, (processing, raw), &outcome, None).await
 }
 
@@ -464,7 +486,14 @@ async fn built(
     if p.uploader.is_empty() {
         p.report(task, outcome, None).await;
         if p.cfg.debug {
-            link.record(p, Record::Ack { list: &processing, item: raw }).await?;
+            link.record(
+                p,
+                Record::Ack {
+                    list: &processing,
+                    item: raw,
+                },
+            )
+            .await?;
             return Ok(());
         }
         return finish_with_notice(p, link, (&processing, raw), task, outcome, &[]).await;
@@ -479,7 +508,17 @@ async fn built(
     let record_raw = to_json(&record);
     let upload_processing = p.cfg.upload_processing_key();
     let to = vec![(Back::Tail(upload_processing.as_str()), record_raw.as_str())];
-    if link.record(p, Record::Move { from: &processing, item: raw, to }).await? {
+    if link
+        .record(
+            p,
+            Record::Move {
+                from: &processing,
+                item: raw,
+                to,
+            },
+        )
+        .await?
+    {
         upload_step(p, link, record_raw, record).await?;
     }
     Ok(())
@@ -510,7 +549,14 @@ async fn upload_step(
             p.report(&record.task, &outcome, None).await;
             if cfg.debug {
                 p.delete_package(&record.path).await;
-                link.record(p, Record::Ack { list: from.0, item: from.1 }).await?;
+                link.record(
+                    p,
+                    Record::Ack {
+                        list: from.0,
+                        item: from.1,
+                    },
+                )
+                .await?;
                 return Ok(());
             }
             finish_with_notice(p, link, from, &record.task, &outcome, &urls).await
@@ -533,8 +579,19 @@ async fn upload_step(
                 record.task.describe(), record.attempts);
             record.due_ms = now_ms() + delay as i64;
             let next = to_json(&record);
-            let to = vec![(Back::Tail(cfg.upload_file_schedule_key.as_str()), next.as_str())];
-            link.record(p, Record::Move { from: from.0, item: from.1, to }).await?;
+            let to = vec![(
+                Back::Tail(cfg.upload_file_schedule_key.as_str()),
+                next.as_str(),
+            )];
+            link.record(
+                p,
+                Record::Move {
+                    from: from.0,
+                    item: from.1,
+                    to,
+                },
+            )
+            .await?;
             Ok(())
         }
     }
@@ -560,12 +617,27 @@ async fn finish_with_notice(
     urls: &[String],
 ) -> RedisResult<()> {
     let Some(record) = notice_record(task, outcome, urls) else {
-        link.record(p, Record::Ack { list: from.0, item: from.1 }).await?;
+        link.record(
+            p,
+            Record::Ack {
+                list: from.0,
+                item: from.1,
+            },
+        )
+        .await?;
         return Ok(());
     };
     let raw = to_json(&record);
     let to = vec![(Back::Head(p.cfg.notice_key.as_str()), raw.as_str())];
-    link.record(p, Record::Move { from: from.0, item: from.1, to }).await?;
+    link.record(
+        p,
+        Record::Move {
+            from: from.0,
+            item: from.1,
+            to,
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -579,12 +651,27 @@ async fn notify(
     let processing = p.cfg.notice_processing_key();
     match p.notifier.attempt(record, &p.udp, &p.events).await {
         NoticeNext::Done | NoticeNext::GaveUp => {
-            link.record(p, Record::Ack { list: &processing, item: &raw }).await?;
+            link.record(
+                p,
+                Record::Ack {
+                    list: &processing,
+                    item: &raw,
+                },
+            )
+            .await?;
         }
         NoticeNext::Retry(next) => {
             let next = to_json(&next);
             let to = vec![(Back::Tail(p.cfg.notice_key.as_str()), next.as_str())];
-            link.record(p, Record::Move { from: &processing, item: &raw, to }).await?;
+            link.record(
+                p,
+                Record::Move {
+                    from: &processing,
+                    item: &raw,
+                    to,
+                },
+            )
+            .await?;
         }
     }
     Ok(())

@@ -208,7 +208,10 @@ pub fn sweep_temp(cfg: &PackagerConfig, older_than: Option<std::time::Duration>)
         }
     }
     for file in &removed {
-        log::info!("removed temp file {} left by an earlier run", file.display());
+        log::info!(
+            "removed temp file {} left by an earlier run",
+            file.display()
+        );
     }
     removed
 }

@@ -87,7 +87,10 @@ impl Link {
             match result {
                 Ok(done) => {
                     if attempt > 0 {
-                        log::info!("redis back: {} recorded after {attempt} failed attempts", op.describe());
+                        log::info!(
+                            "redis back: {} recorded after {attempt} failed attempts",
+                            op.describe()
+                        );
                     }
                     return Ok(done);
                 }

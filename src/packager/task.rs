@@ -218,7 +218,9 @@ fn python_to_json(value: py_literal::Value) -> Result<Value, String> {
     use py_literal::Value as Py;
     Ok(match value {
         Py::String(s) => Value::String(s),
-        Py::Bytes(b) => Value::String(String::from_utf8(b).map_err(|_| "bytes that are not utf-8")?),
+        Py::Bytes(b) => {
+            Value::String(String::from_utf8(b).map_err(|_| "bytes that are not utf-8")?)
+        }
         Py::Integer(n) => {
             let text = n.to_string();
             let number = text
@@ -242,7 +244,9 @@ fn python_to_json(value: py_literal::Value) -> Result<Value, String> {
             for (key, value) in pairs {
                 let key = match python_to_json(key)? {
                     Value::String(s) => s,
-                    Value::Array(_) | Value::Object(_) => return Err("a dict key is a container".into()),
+                    Value::Array(_) | Value::Object(_) => {
+                        return Err("a dict key is a container".into())
+                    }
                     other => other.to_string(),
                 };
                 map.insert(key, python_to_json(value)?);
@@ -329,7 +333,8 @@ mod tests {
     /// Issue 12: the seed documents' notation, pushed as it is written there.
     #[test]
     fn python_dict_of_the_seed_documents_parses() {
-        let text = "{'filename': 'fuhaoniuniu', 'channel_id': 11, 'extend': {'channel_version': '1.0', \
+        let text =
+            "{'filename': 'fuhaoniuniu', 'channel_id': 11, 'extend': {'channel_version': '1.0', \
                     'enforcement': False, 'note': None, 'tags': ('a', \"b\\'c\")}, \
                     'finish_notice_url': 'http://x/y.php', 'ratio': 0.5, 'on': True}";
         let task = PackageTask::parse(text).unwrap();
@@ -342,7 +347,10 @@ mod tests {
         assert_eq!(task.0["channel_id"], json!(11));
         assert_eq!(task.0["extend"]["note"], Value::Null);
         assert_eq!(task.0["extend"]["tags"], json!(["a", "b'c"]));
-        assert_eq!((task.0["ratio"].clone(), task.0["on"].clone()), (json!(0.5), json!(true)));
+        assert_eq!(
+            (task.0["ratio"].clone(), task.0["on"].clone()),
+            (json!(0.5), json!(true))
+        );
         // JSON still parses as JSON, and the re-encoded task is JSON.
         let again = PackageTask::parse(&task.to_json()).unwrap();
         assert_eq!(again, task);
@@ -352,7 +360,10 @@ mod tests {
     fn unreadable_text_says_why_in_both_notations() {
         let err = PackageTask::parse("{'filename': 'g', 'channel_id': }").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("not json") && text.contains("python literal"), "{text}");
+        assert!(
+            text.contains("not json") && text.contains("python literal"),
+            "{text}"
+        );
         let err = PackageTask::parse("['a', 'list']").unwrap_err();
         assert!(err.to_string().contains("[\"a\",\"list\"]"), "{err}");
     }

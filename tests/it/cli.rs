@@ -215,7 +215,15 @@ async fn run_in_an_empty_directory_runs_the_shipped_demo() {
 /// `taskbus apk package MOTHER --channel 11 --channel-version 1.0 --out OUT`, in `dir`.
 async fn apk_package(dir: &Path, mother: &Path, out: &Path) -> (i32, String, String) {
     let (mother, out) = (mother.display().to_string(), out.display().to_string());
-    let args = ["apk", "package", &mother, "--channel", "11", "--channel-version", "1.0"];
+    let args = [
+        "apk",
+        "package",
+        &mother,
+        "--channel",
+        "11",
+        "--channel-version",
+        "1.0",
+    ];
     cli_in(dir, &[&args[..], &["--out", &out]].concat(), &[]).await
 }
 

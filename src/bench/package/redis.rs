@@ -127,11 +127,19 @@ async fn one_run(base: &PackagerConfig, tasks: usize, delay_ms: u64) -> anyhow::
         notice_key: format!("{prefix}:task:schedule:notice"),
         ..base.clone()
     };
-    let client = crate::packager::queue::redis_client(&cfg)?;
+    // RedisError's message already holds its cause: a message, not a chain.
+    let at = |e: redis::RedisError| {
+        anyhow::anyhow!(
+            "redis {}:{} (the bench needs it): {e}",
+            cfg.redis_host,
+            cfg.redis_port
+        )
+    };
+    let client = crate::packager::queue::redis_client(&cfg).map_err(at)?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
-        .with_context(|| format!("redis {}:{} (the bench needs it)", cfg.redis_host, cfg.redis_port))?;
+        .map_err(at)?;
     let packager = Arc::new(Packager::new(cfg.clone()).await?);
     let mut events = packager.subscribe();
     let shutdown = CancellationToken::new();
@@ -154,7 +162,7 @@ async fn one_run(base: &PackagerConfig, tasks: usize, delay_ms: u64) -> anyhow::
         });
         push.rpush(&cfg.redis_key, task.to_string()).ignore();
     }
-    let _: () = push.query_async(&mut conn).await?;
+    let _: () = push.query_async(&mut conn).await.map_err(at)?;
     let all = tokio::time::timeout(Duration::from_secs(600), receiver.all.notified()).await;
     let seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
@@ -164,7 +172,8 @@ async fn one_run(base: &PackagerConfig, tasks: usize, delay_ms: u64) -> anyhow::
         .arg(cfg.rejected_key())
         .arg(&cfg.redis_retry_key)
         .query_async(&mut conn)
-        .await?;
+        .await
+        .map_err(at)?;
     let games = cfg.sdk_game_path.join("bench");
     for entry in std::fs::read_dir(&games)?.flatten() {
         if entry.file_name() != "bench.apk" {

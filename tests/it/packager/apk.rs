@@ -419,7 +419,9 @@ fn temp_names_use_random_chr_and_only_their_own_tag_is_swept() {
         temp_tag: "inst.b".into(),
         ..opts.clone()
     }));
-    let untagged = dir.path().join(taskbus::apk::temp_file_name(&WriteOptions::default()));
+    let untagged = dir
+        .path()
+        .join(taskbus::apk::temp_file_name(&WriteOptions::default()));
     for file in [&ours, &legacy, &theirs, &untagged] {
         fs::write(file, b"x").unwrap();
     }
@@ -469,7 +471,13 @@ async fn package_bench_redis_mode_reports_each_run() {
     let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["tasks"], 30);
     let runs = report["runs"].as_array().unwrap();
-    let delays: Vec<u64> = runs.iter().map(|r| r["notice_delay_ms"].as_u64().unwrap()).collect();
+    let delays: Vec<u64> = runs
+        .iter()
+        .map(|r| r["notice_delay_ms"].as_u64().unwrap())
+        .collect();
     assert_eq!(delays, [5, 5, 0, 0]);
-    assert!(runs.iter().all(|r| r["seconds"].as_f64().unwrap() > 0.0), "{report}");
+    assert!(
+        runs.iter().all(|r| r["seconds"].as_f64().unwrap() > 0.0),
+        "{report}"
+    );
 }

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use object_store::ObjectStoreExt;
 use super::support::fixtures;
 use super::support::*;
+use object_store::ObjectStoreExt;
 use serde_json::json;
 use taskbus::packager::{
     handle_bus_task, package_one, NoticeResult, PackageStatus, PackageTask, Packager,
@@ -558,7 +558,10 @@ async fn notice_path_is_absolute_whatever_the_working_directory() {
     assert!(path.is_absolute(), "{path:?}");
     assert_eq!(
         path.canonicalize().unwrap(),
-        dir.path().join("sdkgame/game/game_7.apk").canonicalize().unwrap()
+        dir.path()
+            .join("sdkgame/game/game_7.apk")
+            .canonicalize()
+            .unwrap()
     );
     packager.close().await;
 }
@@ -584,13 +587,10 @@ async fn bus_stage_sweeps_stale_temp_files_at_start() {
         .unwrap()
         .set_modified(old)
         .unwrap();
-    let stage = taskbus::packager::stage::PackageStage::new(
-        &cfg,
-        false,
-        std::time::Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let stage =
+        taskbus::packager::stage::PackageStage::new(&cfg, false, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
     assert!(!stale.exists(), "a stale temp file is swept");
     assert!(fresh.exists(), "a recent one may be a live write");
     drop(stage);

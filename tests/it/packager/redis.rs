@@ -531,10 +531,16 @@ async fn python_literal_task_of_the_seed_documents_is_packaged() {
         ));
     }
     codes.sort();
-    assert_eq!(codes, [("10".into(), "403".into()), ("11".into(), "201".into())]);
+    assert_eq!(
+        codes,
+        [("10".into(), "403".into()), ("11".into(), "201".into())]
+    );
     run.stop().await;
     assert_eq!(std::fs::read(&kept).unwrap(), b"built before");
-    verify_v123(&cfg.sdk_game_path.join("fuhaoniuniu/fuhaoniuniu_11.apk"), "11");
+    verify_v123(
+        &cfg.sdk_game_path.join("fuhaoniuniu/fuhaoniuniu_11.apk"),
+        "11",
+    );
     assert_lists_empty(&mut conn, &cfg).await;
     assert!(list(&mut conn, &cfg.rejected_key()).await.is_empty());
 }
@@ -597,7 +603,10 @@ async fn unreadable_items_go_to_the_rejected_list_with_a_401_notice() {
         assert_eq!(record.list, cfg.processing_key());
     }
     let reason_of = |item: &str| &records.iter().find(|r| r.item == item).unwrap().reason;
-    assert!(reason_of(&items[0]).contains("python literal"), "{records:?}");
+    assert!(
+        reason_of(&items[0]).contains("python literal"),
+        "{records:?}"
+    );
     assert!(reason_of(&items[1]).contains("[1,2]"), "{records:?}");
     assert!(reason_of(&items[2]).contains("channel_id"), "{records:?}");
     assert_lists_empty(&mut conn, &cfg).await;
@@ -666,8 +675,12 @@ async fn a_hanging_notice_holds_up_neither_packaging_nor_other_notices() {
         let _: () = conn.rpush(&cfg.redis_key, task.to_string()).await.unwrap();
     }
     let mut run = start(cfg.clone()).await;
-    let hanging = field(&server.next().await, "channel_id").unwrap().to_string();
-    let answered = field(&server.next().await, "channel_id").unwrap().to_string();
+    let hanging = field(&server.next().await, "channel_id")
+        .unwrap()
+        .to_string();
+    let answered = field(&server.next().await, "channel_id")
+        .unwrap()
+        .to_string();
     assert_ne!(hanging, answered);
     wait_for(&mut run.events, "the other notice delivered", is_delivered).await;
     run.stop().await;
@@ -731,9 +744,7 @@ async fn a_second_process_of_one_instance_is_refused_naming_the_lock_key() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = test_config(dir.path());
-    let is_started = |e: &PackagerEvent| {
-        matches!(e, PackagerEvent::Resumed { list, .. } if *list == cfg.notice_key)
-    };
+    let is_started = |e: &PackagerEvent| matches!(e, PackagerEvent::Resumed { list, .. } if *list == cfg.notice_key);
     let mut first = start(cfg.clone()).await;
     wait_for(&mut first.events, "first started", is_started).await;
 
@@ -749,8 +760,7 @@ async fn a_second_process_of_one_instance_is_refused_naming_the_lock_key() {
         ..cfg.clone()
     };
     let mut other = start(other_cfg.clone()).await;
-    let other_started =
-        |e: &PackagerEvent| matches!(e, PackagerEvent::Resumed { list, .. } if *list == other_cfg.notice_key);
+    let other_started = |e: &PackagerEvent| matches!(e, PackagerEvent::Resumed { list, .. } if *list == other_cfg.notice_key);
     wait_for(&mut other.events, "other instance started", other_started).await;
     other.stop().await;
 

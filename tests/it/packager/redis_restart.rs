@@ -54,7 +54,11 @@ impl OwnRedis {
             false
         })
         .await;
-        assert_eq!(ready, Ok(true), "redis-server on port {port} did not get ready");
+        assert_eq!(
+            ready,
+            Ok(true),
+            "redis-server on port {port} did not get ready"
+        );
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Some(Self {
             child,
@@ -71,7 +75,10 @@ impl OwnRedis {
     /// `SHUTDOWN SAVE` (the data survive in `dump.rdb`), then waits for the exit.
     async fn stop(mut self) -> (PathBuf, u16) {
         let mut conn = self.conn().await;
-        let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query_async(&mut conn).await;
+        let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN")
+            .arg("SAVE")
+            .query_async(&mut conn)
+            .await;
         let status = tokio::time::timeout(WAIT, self.child.wait()).await;
         assert!(status.expect("redis-server exits").unwrap().success());
         (self.dir.clone(), self.port)
@@ -126,9 +133,11 @@ async fn notice_delivered_while_redis_is_down_is_recorded_once_it_is_back() {
     let (data_dir, port) = server_proc.stop().await;
     notices.gate.add_permits(1);
     let notice_list = cfg.notice_processing_key();
-    wait_for(&mut events, "a failed attempt to record the notice", |e| {
-        matches!(e, PackagerEvent::RedisRetry { what, .. } if what.contains(&notice_list))
-    })
+    wait_for(
+        &mut events,
+        "a failed attempt to record the notice",
+        |e| matches!(e, PackagerEvent::RedisRetry { what, .. } if what.contains(&notice_list)),
+    )
     .await;
 
     let server_proc = OwnRedis::start(&data_dir, port).await.expect("restarts");
@@ -150,11 +159,16 @@ async fn notice_delivered_while_redis_is_down_is_recorded_once_it_is_back() {
     }
     // The next start has nothing to send again.
     let (mut events, shutdown, handle) = start(cfg.clone()).await;
-    let resumed = wait_for(&mut events, "resume of the notices", |e| {
-        matches!(e, PackagerEvent::Resumed { list, .. } if *list == cfg.notice_key)
-    })
+    let resumed = wait_for(
+        &mut events,
+        "resume of the notices",
+        |e| matches!(e, PackagerEvent::Resumed { list, .. } if *list == cfg.notice_key),
+    )
     .await;
-    assert!(matches!(resumed, PackagerEvent::Resumed { count: 0, .. }), "{resumed:?}");
+    assert!(
+        matches!(resumed, PackagerEvent::Resumed { count: 0, .. }),
+        "{resumed:?}"
+    );
     shutdown.cancel();
     handle.await.unwrap().unwrap();
     assert!(notices.requests.try_recv().is_err(), "one notice in all");

@@ -242,7 +242,12 @@ async fn packager_command_serves_redis_alone_until_sigterm() {
     let config_path = write_bus_toml(dir.path(), &cfg);
     let mut server = notice_server(&[(200, "success")]).await;
     let mut packager = Command::new(env!("CARGO_BIN_EXE_taskbus"))
-        .args(["--config", config_path.to_str().unwrap(), "--log-level", "off"])
+        .args([
+            "--config",
+            config_path.to_str().unwrap(),
+            "--log-level",
+            "off",
+        ])
         .arg("packager")
         .stdin(Stdio::null())
         .kill_on_drop(true)
