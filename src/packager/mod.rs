@@ -11,6 +11,7 @@
 pub mod bus;
 pub mod config;
 mod flow;
+mod handle;
 pub mod intake;
 mod lock;
 pub mod notice;
