@@ -87,7 +87,17 @@ pub(crate) async fn start_redis(
     // RedisError's message already holds its cause: a message, not a chain.
     let at = |e: redis::RedisError| anyhow::anyhow!("{where_}: {e}");
     let client = queue::redis_client(cfg).map_err(at)?;
-    let mut link = Link::connect(&client, cfg).await.map_err(at)?;
+    // Outcomes are recorded across outages, but not forever once a stop was asked for.
+    let give_up = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, give_up) = (shutdown.clone(), give_up.clone());
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(RECORD_GRACE).await;
+            give_up.cancel();
+        }
+    });
+    let mut link = Link::connect(&client, cfg, &give_up).await.map_err(at)?;
     let lock = lock::acquire(link.conn.clone(), cfg, shutdown.clone()).await?;
     let swept = {
         let cfg = cfg.clone();
@@ -104,11 +114,11 @@ pub(crate) async fn start_redis(
     let workers = TaskTracker::new();
     for (role, count) in roles {
         for index in 0..count {
-            let taker = Link::connect(&client, cfg).await.map_err(at)?;
+            let taker = Link::connect(&client, cfg, &give_up).await.map_err(at)?;
             let p = Arc::clone(&p);
             match role {
                 Role::Notice => {
-                    let ops = Link::connect(&client, cfg).await.map_err(at)?;
+                    let ops = Link::connect(&client, cfg, &give_up).await.map_err(at)?;
                     workers.spawn(notice_worker(p, (taker, ops), index, shutdown.clone()))
                 }
                 _ => workers.spawn(worker(p, taker, role, index, shutdown.clone())),
@@ -130,6 +140,10 @@ pub(crate) async fn start_redis(
     Ok(supervisor)
 }
 
+/// How long after a stop was asked for an outcome that Redis does not take is still
+/// tried again; then the item stays in its processing list for the next start.
+pub const RECORD_GRACE: Duration = Duration::from_secs(10);
+
 /// Puts what the processing lists hold back into the ready lists: at start (what a
 /// previous run left), and after the workers stopped (what a pop cancelled at shutdown
 /// moved). A task not due yet (`extend.packet_timeout` in the future: taken by a retry
@@ -140,7 +154,7 @@ async fn resume(p: &Packager, link: &mut Link) -> RedisResult<()> {
     loop {
         match resume_once(p, &mut link.conn).await {
             Ok(()) => return Ok(()),
-            Err(e) if queue::is_transient(&e) => {
+            Err(e) if queue::is_transient(&e) && !link.gives_up() => {
                 attempt += 1;
                 link.pause_after(p, "sweep of the processing lists", attempt, &e)
                     .await;

@@ -2,12 +2,14 @@
 //! to its next list is tried again, with backoff and on a new connection, until it is
 //! recorded. An outcome given up after one broken pipe left delivered notices in
 //! `notice:processing` for the rest of the run, and the next start sent them again
-//! (issue 12).
+//! (issue 12). Only `give_up` (cancelled some time after a shutdown was asked for)
+//! ends the attempts: the item then stays in its processing list for the next start.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult};
+use tokio_util::sync::CancellationToken;
 
 use super::config::PackagerConfig;
 use super::queue::{self, Back};
@@ -22,6 +24,7 @@ pub(crate) struct Link {
     pub(crate) conn: ConnectionManager,
     client: Client,
     cfg: PackagerConfig,
+    give_up: CancellationToken,
 }
 
 /// One change of the lists that records an outcome.
@@ -54,12 +57,17 @@ impl Record<'_> {
 }
 
 impl Link {
-    /// A new connection of its own.
-    pub(crate) async fn connect(client: &Client, cfg: &PackagerConfig) -> RedisResult<Self> {
+    /// A new connection of its own; `give_up` ends the attempts to record.
+    pub(crate) async fn connect(
+        client: &Client,
+        cfg: &PackagerConfig,
+        give_up: &CancellationToken,
+    ) -> RedisResult<Self> {
         Ok(Self {
             conn: queue::connect(client, cfg).await?,
             client: client.clone(),
             cfg: cfg.clone(),
+            give_up: give_up.clone(),
         })
     }
 
@@ -94,13 +102,18 @@ impl Link {
                     }
                     return Ok(done);
                 }
-                Err(e) if queue::is_transient(&e) => {
+                Err(e) if queue::is_transient(&e) && !self.give_up.is_cancelled() => {
                     attempt += 1;
                     self.pause_after(p, &op.describe(), attempt, &e).await;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether attempts to record have been given up (the process is stopping).
+    pub(crate) fn gives_up(&self) -> bool {
+        self.give_up.is_cancelled()
     }
 
     /// Reports a failed attempt, waits (50 ms doubling up to 2 s) and reconnects.
@@ -117,7 +130,10 @@ impl Link {
             attempt,
             error: e.to_string(),
         });
-        tokio::time::sleep(backoff(attempt)).await;
+        tokio::select! {
+            _ = self.give_up.cancelled() => return,
+            _ = tokio::time::sleep(backoff(attempt)) => {}
+        }
         self.reconnect().await;
     }
 }
