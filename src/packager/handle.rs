@@ -25,7 +25,7 @@ pub(crate) async fn process_task(p: &Packager, link: &mut Link, raw: &str) -> Re
             let url = task::notice_url_in(raw);
             let outcome = PackageOutcome::failed(PackageStatus::ArgMiss, e.to_string());
             let notice = url.map(|url| notice::rejected_notice(&url, &outcome, raw));
-            return reject(p, link, (&processing, raw), &outcome, notice).await;
+            return reject(p, link, (&processing, raw), &outcome, notice, Log::Here).await;
         }
     };
     let outcome = package_one(cfg, &task).await;
@@ -47,7 +47,7 @@ pub(crate) async fn process_task(p: &Packager, link: &mut Link, raw: &str) -> Re
                 status: outcome.status,
             });
             let notice = notice_record(&task, &outcome, &[]);
-            reject(p, link, (&processing, raw), &outcome, notice).await
+            reject(p, link, (&processing, raw), &outcome, notice, Log::Reported).await
         }
         status if status.is_retryable() && task.retry_count() < cfg.packet_retry_max => {
             let packet_timeout = now_ms() / 1000 + cfg.log_post_time as i64;
@@ -97,12 +97,22 @@ pub struct RejectedRecord {
 /// Moves an item that can never be a task from `from` to `<redis_key>:rejected` with
 /// its reason and, when its notice URL could be read, queues its 401 notice: in one
 /// step, so the item is in exactly one place throughout.
+/// Whether `reject` writes the scripts.log and UDP lines itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Log {
+    /// Yes: nothing was reported yet.
+    Here,
+    /// No: `Packager::report` already did, with the task's own fields.
+    Reported,
+}
+
 async fn reject(
     p: &Packager,
     link: &mut Link,
     from: (&str, &str),
     outcome: &PackageOutcome,
     notice: Option<NoticeRecord>,
+    log: Log,
 ) -> RedisResult<()> {
     let reason = format!(
         "{} {}: {}",
@@ -116,14 +126,12 @@ async fn reject(
         list: from.0.to_string(),
         rejected_at: now_ms() / 1000,
     });
-    let snippet: String = from.1.chars().take(200).collect();
-    log::error!(target: "scripts", "rejected item from {}: {reason}: {snippet}", from.0);
-    p.udp
-        .send(
-            UdpLevel::Error,
-            &format!("rejected item: {reason}: {snippet}"),
-        )
-        .await;
+    if log == Log::Here {
+        let snippet: String = from.1.chars().take(200).collect();
+        log::error!(target: "scripts", "rejected item from {}: {reason}: {snippet}", from.0);
+        let line = format!("rejected item: {reason}: {snippet}");
+        p.udp.send(UdpLevel::Error, &line).await;
+    }
     let rejected = p.cfg.rejected_key();
     let notice = notice.map(|record| to_json(&record));
     let mut to = vec![(Back::Tail(rejected.as_str()), record.as_str())];
@@ -158,7 +166,7 @@ pub(crate) async fn reject_record(
         PackageStatus::UnknownError,
         format!("unusable record: {why}"),
     );
-    reject(p, link, (processing, raw), &outcome, None).await
+    reject(p, link, (processing, raw), &outcome, None, Log::Here).await
 }
 
 /// A package was built: upload it (when there are targets), then notify.
