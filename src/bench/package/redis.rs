@@ -45,7 +45,7 @@ pub struct RedisBenchReport {
 pub async fn run(args: &PackageBenchArgs, small: &Path) -> anyhow::Result<RedisBenchReport> {
     anyhow::ensure!(args.small_count > 0, "--small-count must be at least 1");
     let work = tempfile::tempdir().context("creating the bench directory")?;
-    let base = bench_config(args, small, work.path())?;
+    let base = bench_config(args, work.path())?;
     let mut report = RedisBenchReport {
         tasks: args.small_count,
         apk_bytes: std::fs::metadata(small)?.len(),
@@ -55,9 +55,16 @@ pub async fn run(args: &PackageBenchArgs, small: &Path) -> anyhow::Result<RedisB
         fsync: base.fsync,
         runs: Vec::new(),
     };
+    let mut run_number = 0;
     for &delay_ms in &args.notice_delay_ms {
         for i in 0..args.runs {
-            let seconds = one_run(&base, args.small_count, delay_ms).await?;
+            run_number += 1;
+            let game = format!("bench{run_number}");
+            let mother = base.sdk_game_path.join(&game).join(format!("{game}.apk"));
+            std::fs::create_dir_all(mother.parent().unwrap())?;
+            std::fs::copy(small, &mother)
+                .with_context(|| format!("copying {}", small.display()))?;
+            let seconds = one_run(&base, &game, args.small_count, delay_ms).await?;
             let packages_per_s = args.small_count as f64 / seconds;
             println!(
                 "redis intake: {} packages, notice delay {delay_ms} ms, run {}: {seconds:.2} s ({packages_per_s:.0}/s)",
@@ -93,21 +100,17 @@ pub async fn run(args: &PackageBenchArgs, small: &Path) -> anyhow::Result<RedisB
     Ok(report)
 }
 
-fn bench_config(
-    args: &PackageBenchArgs,
-    small: &Path,
-    work: &Path,
-) -> anyhow::Result<PackagerConfig> {
-    let games = work.join("sdkgame");
-    let mother = games.join("bench/bench.apk");
-    std::fs::create_dir_all(mother.parent().unwrap())?;
-    std::fs::copy(small, &mother).with_context(|| format!("copying {}", small.display()))?;
+/// Each run packages a mother of its own (`bench<n>`) into a new directory, and no
+/// package is deleted before the end: on ext4, creating files right after deleting as
+/// many costs a scan of the recently deleted inodes per file, which the packager
+/// meets nowhere else.
+fn bench_config(args: &PackageBenchArgs, work: &Path) -> anyhow::Result<PackagerConfig> {
     let defaults = PackagerConfig::default();
     Ok(PackagerConfig {
         task_type: TaskType::Redis,
         redis_host: args.redis_host.clone(),
         redis_port: args.redis_port,
-        sdk_game_path: games,
+        sdk_game_path: work.join("sdkgame"),
         packet_count: args.packet_count.unwrap_or(defaults.packet_count),
         fsync: !args.no_fsync,
         redis_sleep_time: 0.5,
@@ -116,7 +119,12 @@ fn bench_config(
 }
 
 /// One run on fresh keys: start the packager, push, wait for the last notice, stop.
-async fn one_run(base: &PackagerConfig, tasks: usize, delay_ms: u64) -> anyhow::Result<f64> {
+async fn one_run(
+    base: &PackagerConfig,
+    game: &str,
+    tasks: usize,
+    delay_ms: u64,
+) -> anyhow::Result<f64> {
     let prefix = format!("taskbus-bench:{}", uuid::Uuid::new_v4().simple());
     let receiver = Receiver::start(tasks, Duration::from_millis(delay_ms)).await?;
     let cfg = PackagerConfig {
@@ -156,7 +164,7 @@ async fn one_run(base: &PackagerConfig, tasks: usize, delay_ms: u64) -> anyhow::
     let mut push = redis::pipe();
     for i in 0..tasks {
         let task = serde_json::json!({
-            "filename": "bench", "channel_id": i,
+            "filename": game, "channel_id": i,
             "extend": {"channel_version": "1.0"},
             "finish_notice_url": receiver.url,
         });
@@ -174,12 +182,6 @@ async fn one_run(base: &PackagerConfig, tasks: usize, delay_ms: u64) -> anyhow::
         .query_async(&mut conn)
         .await
         .map_err(at)?;
-    let games = cfg.sdk_game_path.join("bench");
-    for entry in std::fs::read_dir(&games)?.flatten() {
-        if entry.file_name() != "bench.apk" {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
     Ok(seconds)
 }
 
