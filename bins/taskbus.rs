@@ -39,6 +39,9 @@ struct Cli {
 enum Command {
     /// Start the broker and every [[workers]] entry in one process.
     Run,
+    /// Serve the packager's Redis intake alone ([packager] task_type = "redis"): no
+    /// broker, no bus workers; until Ctrl-C, SIGTERM or SIGHUP.
+    Packager,
     /// Write or read the channel of an APK by hand.
     Apk {
         #[command(subcommand)]
@@ -75,6 +78,18 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", taskbus::run::summary_text(&summary));
             }
             Ok(())
+        }
+        Command::Packager => {
+            let config = cli.common.setup()?;
+            let stop = CancellationToken::new();
+            tokio::spawn({
+                let (stop, config) = (stop.clone(), config.clone());
+                async move {
+                    taskbus::cli::on_signal(shutdown_signal().await, &config).await;
+                    stop.cancel();
+                }
+            });
+            taskbus::cli::serve_packager(&config, stop).await
         }
         Command::Apk { command } => taskbus::apk::cli::run(command),
         Command::Client(command) => {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 
-use super::{channel_apk_name, read_channel, write_channel, ChannelInfo, WriteOptions};
+use super::{channel_apk_name, read_channel, write_channel, ApkError, ChannelInfo, WriteOptions};
 
 /// APK channel commands.
 #[derive(Debug, Clone, Subcommand)]
@@ -21,7 +21,7 @@ pub enum ApkCommand {
         /// Channel version stored next to the channel.
         #[arg(long, default_value = "")]
         channel_version: String,
-        /// Output directory (default: the mother's directory).
+        /// Output directory, created when missing (default: the mother's directory).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Also write VasDolly's channel pair (0x881155ff).
@@ -51,7 +51,7 @@ pub fn run(cmd: ApkCommand) -> anyhow::Result<()> {
         }
         ApkCommand::Channel { file } => {
             let info = read_channel(&file)
-                .with_context(|| format!("reading channel of {}", file.display()))?
+                .map_err(|e| with_status(e, &format!("reading channel of {}", file.display())))?
                 .with_context(|| format!("no channel info in {}", file.display()))?;
             println!("{}", serde_json::to_string(&info)?);
         }
@@ -66,7 +66,7 @@ pub fn package(
     out_dir: Option<&Path>,
     vasdolly: bool,
 ) -> anyhow::Result<PathBuf> {
-    let name = channel_apk_name(mother, &info.channel)?;
+    let name = channel_apk_name(mother, &info.channel).map_err(|e| with_status(e, "packaging"))?;
     let dir = match out_dir {
         Some(dir) => dir.to_path_buf(),
         None => mother
@@ -76,11 +76,17 @@ pub fn package(
             .to_path_buf(),
     };
     let out = dir.join(name);
+    let doing = || format!("packaging {} as {}", mother.display(), out.display());
+    std::fs::create_dir_all(&dir).map_err(|e| with_status(ApkError::output(&dir, e), &doing()))?;
     let opts = WriteOptions {
         vasdolly,
         ..WriteOptions::default()
     };
-    write_channel(mother, &out, info, &opts)
-        .with_context(|| format!("packaging {} as {}", mother.display(), out.display()))?;
+    write_channel(mother, &out, info, &opts).map_err(|e| with_status(e, &doing()))?;
     Ok(out)
+}
+
+/// `404 WRONG_APK: <doing>: <why>`: the seed's status first, the reason once.
+fn with_status(e: ApkError, doing: &str) -> anyhow::Error {
+    anyhow::anyhow!("{} {}: {doing}: {e}", e.error_code(), e.seed_code())
 }

@@ -37,6 +37,10 @@ pub enum FormatError {
 
 /// Errors of [`write_channel`](super::write_channel) and [`read_channel`](super::read_channel).
 ///
+/// Each message already says its cause (`wrong apk X: no apk signing block ...`), so the
+/// cause is a plain field (`cause`), not an error `source()`: a chain printer such as
+/// the CLI's or anyhow's `{:#}` shows every reason once.
+///
 /// [`ApkError::seed_code`] gives the seed's `packageInfo` key for the packager's status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApkError {
@@ -51,19 +55,11 @@ pub enum ApkError {
         source: io::Error,
     },
     /// The file is not a usable APK (`WRONG_APK`, 404).
-    #[error("wrong apk {}: {source}", path.display())]
-    Format {
-        path: PathBuf,
-        #[source]
-        source: FormatError,
-    },
+    #[error("wrong apk {}: {cause}", path.display())]
+    Format { path: PathBuf, cause: FormatError },
     /// The output (temp file, copy, rename) cannot be created (`COPY_APK_ERROR`, 405).
-    #[error("cannot create output {}: {source}", path.display())]
-    CannotCreateOutput {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot create output {}: {cause}", path.display())]
+    CannotCreateOutput { path: PathBuf, cause: io::Error },
     /// The written file did not read back as written (`COPY_APK_ERROR`, 405).
     #[error("self-check failed on {}: {reason}", path.display())]
     SelfCheck { path: PathBuf, reason: &'static str },
@@ -72,12 +68,8 @@ pub enum ApkError {
     #[error("invalid channel info: {0}")]
     InvalidChannel(String),
     /// Any other i/o failure (`UNKNOWN_ERROR`, 501).
-    #[error("i/o error on {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("i/o error on {}: {cause}", path.display())]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 impl ApkError {
@@ -109,29 +101,29 @@ impl ApkError {
     /// The format error, when this is a `WRONG_APK` error.
     pub fn format_error(&self) -> Option<&FormatError> {
         match self {
-            ApkError::Format { source, .. } => Some(source),
+            ApkError::Format { cause, .. } => Some(cause),
             _ => None,
         }
     }
 
-    pub(crate) fn format(path: &Path, source: FormatError) -> Self {
+    pub(crate) fn format(path: &Path, cause: FormatError) -> Self {
         ApkError::Format {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
-    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn io(path: &Path, cause: io::Error) -> Self {
         ApkError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
-    pub(crate) fn output(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn output(path: &Path, cause: io::Error) -> Self {
         ApkError::CannotCreateOutput {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
@@ -192,5 +184,33 @@ mod tests {
             e.to_string(),
             "wrong apk /a.apk: zip64 archives are not supported"
         );
+    }
+
+    /// Issue 12: a chain printer showed the reason twice (`...: no apk signing block
+    /// (unsigned or v1-only apk): no apk signing block (unsigned or v1-only apk)`).
+    #[test]
+    fn no_message_repeats_its_cause_as_a_source() {
+        use std::error::Error;
+        let p = Path::new("/a.apk");
+        let io = |kind| io::Error::new(kind, "the disk said no");
+        for e in [
+            ApkError::format(p, FormatError::NoSigningBlock),
+            ApkError::output(p, io(io::ErrorKind::StorageFull)),
+            ApkError::io(p, io(io::ErrorKind::Other)),
+            ApkError::from_input_io(p, io(io::ErrorKind::PermissionDenied)),
+        ] {
+            let mut printed = vec![e.to_string()];
+            let mut next = e.source();
+            while let Some(source) = next {
+                printed.push(source.to_string());
+                next = source.source();
+            }
+            for (i, later) in printed.iter().enumerate().skip(1) {
+                assert!(
+                    !printed[i - 1].contains(later.as_str()),
+                    "{printed:?} repeats {later:?}"
+                );
+            }
+        }
     }
 }

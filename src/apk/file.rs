@@ -16,6 +16,14 @@ use super::{ChannelInfo, WriteOptions, WriteReport};
 /// APKs at least this big are validated on a second thread during the copy.
 const PARALLEL_VALIDATION_MIN: u64 = 4 << 20;
 
+/// Temp copies are `<TEMP_PREFIX><tag>.<random>.tmp` (see [`temp_file_name`]).
+pub const TEMP_PREFIX: &str = ".taskbus-apk.";
+
+/// What older versions named their temp copies: `.taskbus-apk-XXXXXX.tmp`.
+const LEGACY_TEMP_PREFIX: &str = ".taskbus-apk-";
+
+const TEMP_SUFFIX: &str = ".tmp";
+
 /// Reads and parses the signing block, central directory and EOCD at the end of `file`.
 ///
 /// Reads the last [`block::EOCD_WINDOW`] bytes, then further back only as far as the
@@ -80,7 +88,7 @@ pub fn write_channel(
         .map_err(|e| ApkError::format(mother, e))?;
 
     let out_dir = parent_dir(out);
-    let tmp = temp_file(opts.temp_dir.as_deref().unwrap_or(&out_dir))?;
+    let tmp = temp_file(opts.temp_dir.as_deref().unwrap_or(&out_dir), opts)?;
     let validate_zip = opts.validate_zip && !id.is_known();
     copy_validated(
         &mother_file,
@@ -108,7 +116,7 @@ pub fn write_channel(
             .sync_all()
             .map_err(|e| ApkError::output(tmp.path(), e))?;
     }
-    persist(tmp, out, &out_dir, opts.fsync)?;
+    persist(tmp, out, &out_dir, opts)?;
 
     let report = WriteReport {
         out: out.to_path_buf(),
@@ -166,12 +174,91 @@ fn mother_id(file: &File, path: &Path, tail: &SigningTail) -> Result<MotherId, A
     Ok(MotherId::of(&meta, tail.eocd.cd_offset))
 }
 
-fn temp_file(dir: &Path) -> Result<NamedTempFile, ApkError> {
-    tempfile::Builder::new()
-        .prefix(".taskbus-apk-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| ApkError::output(dir, e))
+/// A fresh temp-file name: `.taskbus-apk.<temp_tag>.<random>.tmp`, the random part
+/// drawn from `opts.temp_alphabet` (the seed's `random_chr`).
+pub fn temp_file_name(opts: &WriteOptions) -> String {
+    use rand::Rng;
+    let alphabet: Vec<char> = opts.temp_alphabet.chars().collect();
+    let mut rng = rand::thread_rng();
+    let random: String = if alphabet.is_empty() {
+        String::new()
+    } else {
+        (0..opts.temp_random_len.max(1))
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect()
+    };
+    format!("{TEMP_PREFIX}{}.{random}{TEMP_SUFFIX}", opts.temp_tag)
+}
+
+/// Creates the temp copy (never an existing file: a name taken is drawn again). Removed
+/// when dropped unless persisted.
+fn temp_file(dir: &Path, opts: &WriteOptions) -> Result<NamedTempFile, ApkError> {
+    let mut last = None;
+    for _ in 0..16 {
+        match tempfile::Builder::new()
+            .prefix(&temp_file_name(opts))
+            .rand_bytes(0)
+            .tempfile_in(dir)
+        {
+            Ok(file) => return Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(ApkError::output(dir, e)),
+        }
+    }
+    let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists));
+    Err(ApkError::output(dir, e))
+}
+
+/// Removes the temp copies that a killed writer with this `tag` left in `dir` (and those
+/// of older versions, `.taskbus-apk-XXXXXX.tmp`); returns what it removed. Only the
+/// process that owns `tag` may call it while others write: their copies have other
+/// tags. `older_than`: keep files modified more recently (for callers that cannot be
+/// sure no live writer shares the tag).
+pub fn sweep_temp_files(
+    dir: &Path,
+    tag: &str,
+    older_than: Option<std::time::Duration>,
+) -> io::Result<Vec<PathBuf>> {
+    let own = format!("{TEMP_PREFIX}{tag}.");
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_suffix(TEMP_SUFFIX) else {
+            continue;
+        };
+        let ours = rest
+            .strip_prefix(&own)
+            .is_some_and(|random| !random.is_empty() && !random.contains('.'));
+        let legacy = rest.strip_prefix(LEGACY_TEMP_PREFIX).is_some_and(|random| {
+            random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+        if !(ours || legacy) {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        if let Some(age) = older_than {
+            let modified = meta.modified()?;
+            if modified.elapsed().unwrap_or_default() < age {
+                continue;
+            }
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed.push(entry.path()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
 }
 
 /// Copies the entries (`[0, block_offset)`) into `to` while the `zip` crate validates the
@@ -275,7 +362,13 @@ fn self_check(
 
 /// Renames the finished temp file onto `out`; across filesystems, copies it next to
 /// `out` first so the final step is still a rename.
-fn persist(tmp: NamedTempFile, out: &Path, out_dir: &Path, fsync: bool) -> Result<(), ApkError> {
+fn persist(
+    tmp: NamedTempFile,
+    out: &Path,
+    out_dir: &Path,
+    opts: &WriteOptions,
+) -> Result<(), ApkError> {
+    let fsync = opts.fsync;
     let tmp = match tmp.persist(out) {
         Ok(_) => {
             sync_dir(out_dir, fsync);
@@ -284,7 +377,7 @@ fn persist(tmp: NamedTempFile, out: &Path, out_dir: &Path, fsync: bool) -> Resul
         Err(e) if e.error.kind() == io::ErrorKind::CrossesDevices => e.file,
         Err(e) => return Err(ApkError::output(out, e.error)),
     };
-    let near = temp_file(out_dir)?;
+    let near = temp_file(out_dir, opts)?;
     // A fresh handle: the copy into `tmp` moved its offset.
     let from = File::open(tmp.path()).map_err(|e| ApkError::output(tmp.path(), e))?;
     let len = from

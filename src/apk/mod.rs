@@ -25,7 +25,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::{ApkError, FormatError};
-pub use file::write_channel;
+pub use file::{sweep_temp_files, temp_file_name, write_channel, TEMP_PREFIX};
+
+/// The seed's alphabet of random strings (`random_chr`): no `i`, `l`, `o`, `0`, `1`,
+/// `O`, so names read well.
+pub const SEED_RANDOM_CHR: &str = "abcdefghjkmnpqrstuvwxyz23456789QWERTYUIPASDFGHJKLMNBVCXZ";
 
 /// Largest channel JSON payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -93,6 +97,13 @@ pub struct WriteOptions {
     /// Check the mother with the `zip` crate (opens, CD where the EOCD says, no
     /// duplicate names, `AndroidManifest.xml` present); remembered per unchanged file.
     pub validate_zip: bool,
+    /// Names the temp copy `.taskbus-apk.<temp_tag>.<random>.tmp`, so that the process
+    /// owning this tag (the packager's `instance`) can sweep what a kill left behind.
+    pub temp_tag: String,
+    /// Alphabet of the random part (the packager's `random_chr`); must hold no `.`.
+    pub temp_alphabet: String,
+    /// Length of the random part (the packager's `random_len`).
+    pub temp_random_len: usize,
 }
 
 impl Default for WriteOptions {
@@ -102,6 +113,9 @@ impl Default for WriteOptions {
             vasdolly: false,
             fsync: true,
             validate_zip: true,
+            temp_tag: String::new(),
+            temp_alphabet: SEED_RANDOM_CHR.to_string(),
+            temp_random_len: 8,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Channel packaging benchmark: `write_channel` against a plain `std::fs::copy` of the same APK.
 //!
-//! Run with: `taskbus-bench package [--apk BIG.apk] [--count 9] [--small-count 1000] [--json out.json]`.
+//! Run with: `taskbus-bench package [--apk BIG.apk] [--count 9] [--small-count 1000] [--json out.json]`,
+//! or `taskbus-bench package --redis ...` for the Redis intake end to end (`redis`).
 //! Without `--apk`, Debian's framework-res.apk (46 MB) is zipaligned and signed into a temp
 //! dir; the small APK is built with aapt like the test fixtures. Both need the Debian
 //! packages apksigner, zipalign, aapt and android-framework-res.
@@ -15,6 +16,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::apk::{read_channel, write_channel, ChannelInfo, WriteOptions};
+
+pub mod redis;
 
 /// Debian's android-framework-res: a real 46 MB, 7 600-entry APK (unsigned).
 pub const FRAMEWORK_RES: &str = "/usr/share/android-framework-res/framework-res.apk";
@@ -37,6 +40,29 @@ pub struct PackageBenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Measure the Redis intake end to end instead (needs Redis): `--small-count`
+    /// tasks pushed to `redis_key` until the last notice is received.
+    #[arg(long)]
+    pub redis: bool,
+    /// Redis host (`--redis`).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub redis_host: String,
+    /// Redis port (`--redis`).
+    #[arg(long, default_value_t = 6379)]
+    pub redis_port: u16,
+    /// Milliseconds the notice receiver takes to answer, one measurement each
+    /// (`--redis`; comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "100,0")]
+    pub notice_delay_ms: Vec<u64>,
+    /// Runs per notice delay (`--redis`).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Packaging workers (`--redis`; default: the packager's `packet_count`).
+    #[arg(long)]
+    pub packet_count: Option<usize>,
+    /// `[packager] fsync = false` (`--redis`).
+    #[arg(long)]
+    pub no_fsync: bool,
 }
 
 /// Measured figures; times in seconds, medians over `repetitions`.
@@ -70,8 +96,32 @@ pub struct PackageBenchReport {
     pub small_fsync_packages_per_s: f64,
 }
 
-/// Runs the benchmark, prints a summary and writes `--json` when given.
-pub fn run(args: &PackageBenchArgs) -> anyhow::Result<PackageBenchReport> {
+/// Runs the benchmark, prints a summary and writes `--json` when given. Called on a
+/// blocking thread of a tokio runtime (`--redis` runs its async part on it).
+pub fn run(args: &PackageBenchArgs) -> anyhow::Result<()> {
+    if args.redis {
+        let work = tempfile::tempdir().context("creating the bench directory")?;
+        let small = match &args.small_apk {
+            Some(apk) => apk.clone(),
+            None => build_small_apk(work.path())?,
+        };
+        let report = tokio::runtime::Handle::current().block_on(redis::run(args, &small))?;
+        return write_report(args, &report);
+    }
+    run_files(args).map(|_| ())
+}
+
+fn write_report(args: &PackageBenchArgs, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(report)?;
+        fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The file benchmark: `write_channel` against a copy; prints its summary and writes
+/// `--json`.
+pub fn run_files(args: &PackageBenchArgs) -> anyhow::Result<PackageBenchReport> {
     ensure!(args.count > 0, "--count must be at least 1");
     let work = tempfile::tempdir().context("creating the bench directory")?;
     let big = match &args.apk {
@@ -87,10 +137,7 @@ pub fn run(args: &PackageBenchArgs) -> anyhow::Result<PackageBenchReport> {
     let mut report = measure_big(&big, &out_dir, args.count)?;
     measure_small(&small, &out_dir, args.small_count, &mut report)?;
     print_summary(&report);
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report)?;
-        fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
-    }
+    write_report(args, &report)?;
     Ok(report)
 }
 

@@ -21,14 +21,27 @@ pub struct CommonArgs {
     pub log_level: Option<String>,
 }
 
+/// The shipped `bus.toml`, compiled in: the configuration of a binary started where
+/// there is no `bus.toml` and given no `--config` (after `cargo install`, say), so that
+/// `taskbus run` does there what the README promises.
+pub const BUILTIN_CONFIG: &str = include_str!("../../bus.toml");
+
+/// How [`BUILTIN_CONFIG`] is named in messages.
+pub const BUILTIN_ORIGIN: &str = "built-in bus.toml";
+
 impl CommonArgs {
-    /// Loads the configuration: defaults, then the file, then `TASKBUS__*` variables.
+    /// Loads the configuration: `--config`, else `./bus.toml`, else the built-in copy of
+    /// the shipped `bus.toml`; then `TASKBUS__*` variables.
     pub fn load_config(&self) -> anyhow::Result<Arc<Config>> {
         let path = self.config.clone().or_else(|| {
             let default = PathBuf::from("bus.toml");
             default.exists().then_some(default)
         });
-        Ok(Arc::new(config::load(path.as_deref(), std::env::vars())?))
+        let config = match path {
+            Some(path) => config::load(Some(&path), std::env::vars())?,
+            None => config::load_text(BUILTIN_CONFIG, BUILTIN_ORIGIN, std::env::vars())?,
+        };
+        Ok(Arc::new(config))
     }
 
     /// Loads the configuration and installs the logger.
@@ -75,6 +88,25 @@ pub async fn on_signal(signal: Signal, config: &Config) {
     if signal == Signal::Hangup {
         crate::packager::stage::on_hangup(&config.packager).await;
     }
+}
+
+/// `taskbus packager`: the Redis intake alone, until `stop`. Refuses a configuration
+/// whose `[packager] task_type` is not `"redis"` (there would be nothing to serve).
+pub async fn serve_packager(
+    config: &Config,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let cfg = &config.packager;
+    anyhow::ensure!(
+        cfg.task_type == crate::packager::TaskType::Redis,
+        "taskbus packager serves the seed's redis lists: set [packager] task_type = \"redis\" \
+         (or TASKBUS__PACKAGER__TASK_TYPE=redis)"
+    );
+    eprintln!(
+        "taskbus packager: redis {}:{} db {} key {} (Ctrl-C stops)",
+        cfg.redis_host, cfg.redis_port, cfg.redis_db, cfg.redis_key
+    );
+    crate::packager::run(cfg.clone(), stop).await
 }
 
 /// Prints an error as one line and exits non-zero.

@@ -39,10 +39,10 @@ pub const ENV_PREFIX: &str = "TASKBUS__";
 /// A configuration that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path} is not valid toml: {message}")]
     Parse { path: PathBuf, message: String },
@@ -145,9 +145,9 @@ pub fn load(
 ) -> Result<Config, ConfigError> {
     let (mut table, origin) = match path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                 path: path.to_owned(),
-                source,
+                cause,
             })?;
             let table: toml::Table =
                 text.parse()
@@ -161,6 +161,23 @@ pub fn load(
     };
     apply_env(&mut table, env)?;
     from_table(table, &origin)
+}
+
+/// [`load`] from a configuration's text instead of a file (the binaries' built-in
+/// `bus.toml`); `origin` names it in messages.
+pub fn load_text(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: PathBuf::from(origin),
+            message: e.message().to_owned(),
+        })?;
+    apply_env(&mut table, env)?;
+    from_table(table, origin)
 }
 
 /// Validates a TOML table (already merged) into a [`Config`].

@@ -105,6 +105,6 @@ async fn upload_and_notify(
 
 async fn notify(ctx: &Packager, task: &PackageTask, outcome: &PackageOutcome, urls: &[String]) {
     if let Some(record) = notice_record(task, outcome, urls) {
-        ctx.notify_in_process(record).await;
+        ctx.notify_in_process(record);
     }
 }

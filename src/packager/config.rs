@@ -1,6 +1,6 @@
 //! `[packager]` settings: every seed setting that still has a meaning, plus retry bounds.
 //!
-//! Seed names and ours are mapped one to one in `SEED_NAMES.md`.
+//! Seed names and ours are mapped one to one in `docs/PACKAGER.md` ("Settings").
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 /// The seed's alphabet for random strings (no `i`, `l`, `o`, `0`, `1`, `O`: easy to read).
-pub const SEED_RANDOM_CHR: &str = "abcdefghjkmnpqrstuvwxyz23456789QWERTYUIPASDFGHJKLMNBVCXZ";
+pub use crate::apk::SEED_RANDOM_CHR;
 
 /// Where packaging tasks come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -56,7 +56,11 @@ pub struct PackagerConfig {
     pub notice_key: String,
     /// Suffix that makes the processing lists this process's own; set a distinct value
     /// per process when several packagers share the same keys. Empty: the plain keys.
+    /// Enforced in Redis mode: a process holds `<processing list>:lock` while it runs.
     pub instance: String,
+    /// Seconds the instance lock lives without being renewed (renewed every third of
+    /// it): how long a killed process's instance stays taken.
+    pub instance_lock_secs: f64,
     /// Host that receives the UDP log lines; none disables them.
     pub udp_host: Option<String>,
     /// Port that receives the UDP log lines.
@@ -87,6 +91,8 @@ pub struct PackagerConfig {
     pub upload_retry: RetryBounds,
     /// Seconds one notice POST may take.
     pub notice_timeout: f64,
+    /// Notice POSTs one notifier worker keeps in flight at once.
+    pub notice_concurrency: usize,
     /// Body of the notice POST.
     pub notice_format: NoticeFormat,
     /// Also write the VasDolly channel ID next to the Walle one.
@@ -202,6 +208,9 @@ pub enum ConfigError {
     /// A value out of range.
     #[error("{0} must be a finite number greater than zero")]
     Zero(&'static str),
+    /// A name that becomes part of file names holds a character it cannot.
+    #[error("{0} must not contain '/', '\\', control characters (nor '.' in random_chr)")]
+    BadChars(&'static str),
 }
 
 impl Default for PackagerConfig {
@@ -223,6 +232,7 @@ impl Default for PackagerConfig {
             upload_file_schedule_key: "6y:apk:subpackage:task:schedule:uploadfile".to_string(),
             notice_key: "6y:apk:subpackage:task:schedule:notice".to_string(),
             instance: String::new(),
+            instance_lock_secs: 10.0,
             udp_host: None,
             udp_port: None,
             log_post_time: 60,
@@ -238,6 +248,7 @@ impl Default for PackagerConfig {
             notice_retry: RetryBounds::default(),
             upload_retry: RetryBounds::default(),
             notice_timeout: 10.0,
+            notice_concurrency: 64,
             notice_format: NoticeFormat::Form,
             vasdolly: false,
             fsync: true,
@@ -284,6 +295,18 @@ impl PackagerConfig {
         if self.random_len == 0 {
             return Err(ConfigError::Zero("random_len"));
         }
+        if self.notice_concurrency == 0 {
+            return Err(ConfigError::Zero("notice_concurrency"));
+        }
+        // Both go into temp-file names: `.taskbus-apk.<instance>.<random>.tmp`.
+        // The random part ends at the first '.', so only it must be free of dots.
+        let unusable = |c: char| matches!(c, '/' | '\\') || c.is_control();
+        if self.random_chr.contains(|c| c == '.' || unusable(c)) {
+            return Err(ConfigError::BadChars("random_chr"));
+        }
+        if self.instance.contains(unusable) {
+            return Err(ConfigError::BadChars("instance"));
+        }
         if self.notice_retry.max_attempts == 0 {
             return Err(ConfigError::Zero("notice_retry.max_attempts"));
         }
@@ -293,6 +316,7 @@ impl PackagerConfig {
         for (name, seconds) in [
             ("redis_sleep_time", self.redis_sleep_time),
             ("notice_timeout", self.notice_timeout),
+            ("instance_lock_secs", self.instance_lock_secs),
         ] {
             // Also refuses NaN and infinity, which `Duration` cannot hold.
             if !(seconds.is_finite() && seconds > 0.0) {
@@ -313,6 +337,17 @@ impl PackagerConfig {
             &format!("{}:processing", self.upload_file_schedule_key),
             &self.instance,
         )
+    }
+
+    /// Items that cannot be tasks (not JSON or a Python dict, fields missing), each
+    /// with its reason: `<redis_key>:rejected`.
+    pub fn rejected_key(&self) -> String {
+        format!("{}:rejected", self.redis_key)
+    }
+
+    /// The key a running process holds for its `instance`.
+    pub fn instance_lock_key(&self) -> String {
+        format!("{}:lock", self.processing_key())
     }
 
     /// The list of notices this process is sending right now.

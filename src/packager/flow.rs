@@ -79,16 +79,11 @@ impl Packager {
         }
     }
 
-    /// Makes the first notice attempt; on failure keeps retrying in this process
-    /// (bus mode has no Redis list to keep the notice in).
-    pub(crate) async fn notify_in_process(&self, record: NoticeRecord) {
-        let next = self.notifier.attempt(record, &self.udp, &self.events).await;
-        if let NoticeNext::Retry(record) = next {
-            self.spawn_notice_retry(record);
-        }
-    }
-
-    fn spawn_notice_retry(&self, mut record: NoticeRecord) {
+    /// Hands the notice to a task of its own, which makes the first attempt at once
+    /// and on failure keeps retrying in this process (bus mode has no Redis list to
+    /// keep the notice in). The caller does not wait: a slow receiver must not hold up
+    /// packaging. `close` waits for the attempt in flight.
+    pub(crate) fn notify_in_process(&self, mut record: NoticeRecord) {
         let notifier = self.notifier.clone();
         let udp = self.udp.clone();
         let events = self.events.clone();
@@ -96,7 +91,8 @@ impl Packager {
         self.retries.spawn(async move {
             loop {
                 let wait = Duration::from_millis((record.due_ms - now_ms()).max(0) as u64);
-                tokio::select! {
+                if record.attempts > 0 {
+                    tokio::select! {
                     _ = closing.cancelled() => {
                         log::error!(target: "scripts",
                             "{} notice to {} dropped at shutdown after {} attempts",
@@ -104,6 +100,7 @@ impl Packager {
                         return;
                     }
                     _ = tokio::time::sleep(wait) => {}
+                    }
                 }
                 match notifier.attempt(record, &udp, &events).await {
                     NoticeNext::Retry(next) => record = next,

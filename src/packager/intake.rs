@@ -3,27 +3,32 @@
 //! workers on `notice_key`, each a tokio task with a Redis connection of its own.
 //!
 //! Life of a task: `redis_key` -> processing list (`task_schedule_key`) -> built: upload
-//! processing list -> notice processing list -> gone. Failed: `redis_retry_key` with
-//! `extend.packet_timeout` and `extend.error_key`, taken again once due. Every move is
-//! atomic (see `queue`), so a crash at any point loses nothing.
+//! processing list -> `notice_key` (at its head: the notifiers take it at once) ->
+//! notice processing list -> gone. Failed: `redis_retry_key` with
+//! `extend.packet_timeout` and `extend.error_key`, taken again once due (only statuses
+//! that can change). Unreadable: `<redis_key>:rejected` with the reason. Every move is
+//! atomic (see `queue`) and recorded even across a Redis outage (see `record`), so a
+//! crash at any point loses nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::notice::{notice_record, NoticeNext, NoticeRecord};
-use super::package::{package_one, PackageOutcome};
+use super::handle::{notify, process_task, reject_record, upload_step};
+use super::notice::NoticeRecord;
+use super::package::sweep_temp;
 use super::queue::{self, Back, DueWatcher};
-use super::status::PackageStatus;
+use super::record::Link;
 use super::task::PackageTask;
-use super::{now_ms, Packager, PackagerEvent};
+use super::{lock, now_ms, Packager, PackagerEvent};
+
+pub use super::handle::RejectedRecord;
 
 /// A built package waiting for upload; the JSON kept in `upload_file_schedule_key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,23 +71,40 @@ pub(crate) async fn run_redis(p: Arc<Packager>, shutdown: CancellationToken) -> 
     Ok(())
 }
 
-/// Connects, resumes the processing lists, and spawns the workers on the returned
-/// (closed) tracker; they stop at `shutdown`, each after the item it holds. Fails when
-/// Redis cannot be reached at start.
+/// Connects, takes the instance lock, sweeps the temp files a killed run left, resumes
+/// the processing lists, and spawns the workers on the returned (closed) tracker; they
+/// stop at `shutdown`, each after the item it holds. Fails when Redis cannot be reached
+/// at start or another process holds the instance.
 pub(crate) async fn start_redis(
     p: Arc<Packager>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<TaskTracker> {
     let cfg = &p.cfg;
-    let where_ = || {
-        format!(
-            "redis {}:{} db {}",
-            cfg.redis_host, cfg.redis_port, cfg.redis_db
-        )
+    let where_ = format!(
+        "redis {}:{} db {}",
+        cfg.redis_host, cfg.redis_port, cfg.redis_db
+    );
+    // RedisError's message already holds its cause: a message, not a chain.
+    let at = |e: redis::RedisError| anyhow::anyhow!("{where_}: {e}");
+    let client = queue::redis_client(cfg).map_err(at)?;
+    // Outcomes are recorded across outages, but not forever once a stop was asked for.
+    let give_up = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, give_up) = (shutdown.clone(), give_up.clone());
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(RECORD_GRACE).await;
+            give_up.cancel();
+        }
+    });
+    let mut link = Link::connect(&client, cfg, &give_up).await.map_err(at)?;
+    let lock = lock::acquire(link.conn.clone(), cfg, shutdown.clone()).await?;
+    let swept = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || sweep_temp(&cfg, None)).await?
     };
-    let client = queue::redis_client(cfg).with_context(where_)?;
-    let mut conn = queue::connect(&client, cfg).await.with_context(where_)?;
-    resume(&p, &mut conn).await.with_context(where_)?;
+    p.emit(PackagerEvent::Swept { removed: swept });
+    resume(&p, &mut link).await.map_err(at)?;
     let roles = [
         (Role::Package, cfg.packet_count),
         (Role::RetryPackage, cfg.retry_packet_count),
@@ -92,8 +114,15 @@ pub(crate) async fn start_redis(
     let workers = TaskTracker::new();
     for (role, count) in roles {
         for index in 0..count {
-            let conn = queue::connect(&client, cfg).await.with_context(where_)?;
-            workers.spawn(worker(Arc::clone(&p), conn, role, index, shutdown.clone()));
+            let taker = Link::connect(&client, cfg, &give_up).await.map_err(at)?;
+            let p = Arc::clone(&p);
+            match role {
+                Role::Notice => {
+                    let ops = Link::connect(&client, cfg, &give_up).await.map_err(at)?;
+                    workers.spawn(notice_worker(p, (taker, ops), index, shutdown.clone()))
+                }
+                _ => workers.spawn(worker(p, taker, role, index, shutdown.clone())),
+            };
         }
     }
     workers.close();
@@ -102,19 +131,40 @@ pub(crate) async fn start_redis(
     let supervisor = TaskTracker::new();
     supervisor.spawn(async move {
         workers.wait().await;
-        if let Err(e) = resume(&p, &mut conn).await {
+        if let Err(e) = resume(&p, &mut link).await {
             log::warn!("packager: processing lists not swept at stop ({e}); resumed at next start");
         }
+        lock.release().await;
     });
     supervisor.close();
     Ok(supervisor)
 }
 
+/// How long after a stop was asked for an outcome that Redis does not take is still
+/// tried again; then the item stays in its processing list for the next start.
+pub const RECORD_GRACE: Duration = Duration::from_secs(10);
+
 /// Puts what the processing lists hold back into the ready lists: at start (what a
 /// previous run left), and after the workers stopped (what a pop cancelled at shutdown
 /// moved). A task not due yet (`extend.packet_timeout` in the future: taken by a retry
-/// worker) goes back to `redis_retry_key`, so it never runs early.
-async fn resume(p: &Packager, conn: &mut ConnectionManager) -> RedisResult<()> {
+/// worker) goes back to `redis_retry_key`, so it never runs early. A failure that may
+/// pass (the server away) is tried again, on a new connection.
+async fn resume(p: &Packager, link: &mut Link) -> RedisResult<()> {
+    let mut attempt = 0;
+    loop {
+        match resume_once(p, &mut link.conn).await {
+            Ok(()) => return Ok(()),
+            Err(e) if queue::is_transient(&e) && !link.gives_up() => {
+                attempt += 1;
+                link.pause_after(p, "sweep of the processing lists", attempt, &e)
+                    .await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn resume_once(p: &Packager, conn: &mut ConnectionManager) -> RedisResult<()> {
     let cfg = &p.cfg;
     let now = now_ms();
     let processing = cfg.processing_key();
@@ -161,14 +211,14 @@ fn report_resumed(p: &Packager, processing: &str, ready: &str, count: usize) {
 
 async fn worker(
     p: Arc<Packager>,
-    mut conn: ConnectionManager,
+    mut link: Link,
     role: Role,
     index: usize,
     shutdown: CancellationToken,
 ) {
     log::debug!("packager worker={role:?}#{index} started");
     while !shutdown.is_cancelled() {
-        if let Err(e) = step(&p, &mut conn, role, &shutdown).await {
+        if let Err(e) = step(&p, &mut link, role, &shutdown).await {
             log::error!("packager worker={role:?}#{index} redis: {e}");
             // The connection reconnects by itself; pause so a dead server is not hammered.
             tokio::select! {
@@ -184,12 +234,13 @@ async fn worker(
 /// interrupts the wait, never the handling.
 async fn step(
     p: &Packager,
-    conn: &mut ConnectionManager,
+    link: &mut Link,
     role: Role,
     shutdown: &CancellationToken,
 ) -> RedisResult<()> {
     let cfg = &p.cfg;
     let sleep = cfg.redis_sleep_time;
+    let conn = &mut link.conn;
     match role {
         Role::Package => {
             let processing = cfg.processing_key();
@@ -198,14 +249,14 @@ async fn step(
                 taken = queue::take(conn, &cfg.redis_key, &processing, sleep) => taken?,
             };
             if let Some(raw) = taken {
-                process_task(p, conn, &raw).await?;
+                process_task(p, link, &raw).await?;
             }
         }
         Role::RetryPackage => {
             let processing = cfg.processing_key();
             let lists = (cfg.redis_retry_key.as_str(), processing.as_str());
             if let Some(raw) = queue::take_due(conn, lists, retry_due, sleep, shutdown, p).await? {
-                process_task(p, conn, &raw).await?;
+                process_task(p, link, &raw).await?;
             }
         }
         Role::Upload => {
@@ -213,27 +264,72 @@ async fn step(
             let lists = (cfg.upload_file_schedule_key.as_str(), processing.as_str());
             if let Some(raw) = queue::take_due(conn, lists, upload_due, sleep, shutdown, p).await? {
                 match serde_json::from_str::<UploadRecord>(&raw) {
-                    Ok(record) => upload_step(p, conn, raw, record).await?,
-                    Err(e) => drop_unusable(p, conn, &processing, &raw, &e.to_string()).await?,
+                    Ok(record) => upload_step(p, link, raw, record).await?,
+                    Err(e) => reject_record(p, link, &processing, &raw, &e.to_string()).await?,
                 }
             }
         }
-        Role::Notice => {
-            let processing = cfg.notice_processing_key();
-            let lists = (cfg.notice_key.as_str(), processing.as_str());
-            if let Some(raw) = queue::take_due(conn, lists, notice_due, sleep, shutdown, p).await? {
-                match serde_json::from_str::<NoticeRecord>(&raw) {
-                    Ok(record) => notify(p, conn, raw, record).await?,
-                    Err(e) => drop_unusable(p, conn, &processing, &raw, &e.to_string()).await?,
-                }
-            }
-        }
+        Role::Notice => unreachable!("notices have their own worker"),
     }
     Ok(())
 }
 
+/// A notifier: takes due notices and keeps up to `notice_concurrency` POSTs in flight,
+/// so a slow receiver delays notices, never packaging. `taker` blocks on the list;
+/// the POSTs record their outcomes on `ops`.
+async fn notice_worker(
+    p: Arc<Packager>,
+    (mut taker, ops): (Link, Link),
+    index: usize,
+    shutdown: CancellationToken,
+) {
+    log::debug!("packager worker=Notice#{index} started");
+    let cfg = &p.cfg;
+    let processing = cfg.notice_processing_key();
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.notice_concurrency));
+    let in_flight = TaskTracker::new();
+    while !shutdown.is_cancelled() {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("never closed"),
+        };
+        let lists = (cfg.notice_key.as_str(), processing.as_str());
+        let sleep = cfg.redis_sleep_time;
+        match queue::take_due(&mut taker.conn, lists, notice_due, sleep, &shutdown, &*p).await {
+            Ok(Some(raw)) => {
+                let (p, mut link) = (Arc::clone(&p), ops.clone());
+                in_flight.spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = handle_notice(&p, &mut link, raw).await {
+                        log::error!("packager notice not recorded: {e}");
+                    }
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("packager worker=Notice#{index} redis: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    in_flight.close();
+    in_flight.wait().await;
+    log::debug!("packager worker=Notice#{index} stopped");
+}
+
+async fn handle_notice(p: &Packager, link: &mut Link, raw: String) -> RedisResult<()> {
+    let processing = p.cfg.notice_processing_key();
+    match serde_json::from_str::<NoticeRecord>(&raw) {
+        Ok(record) => notify(p, link, raw, record).await,
+        Err(e) => reject_record(p, link, &processing, &raw, &e.to_string()).await,
+    }
+}
+
 fn retry_due(raw: &str) -> i64 {
-    PackageTask::from_json(raw)
+    PackageTask::parse(raw)
         .ok()
         .and_then(|task| task.packet_timeout())
         .map_or(0, |seconds| (seconds * 1000.0) as i64)
@@ -245,221 +341,4 @@ fn upload_due(raw: &str) -> i64 {
 
 fn notice_due(raw: &str) -> i64 {
     serde_json::from_str::<NoticeRecord>(raw).map_or(0, |r| r.due_ms)
-}
-
-async fn drop_unusable(
-    p: &Packager,
-    conn: &mut ConnectionManager,
-    processing: &str,
-    raw: &str,
-    why: &str,
-) -> RedisResult<()> {
-    let snippet: String = raw.chars().take(200).collect();
-    log::error!(target: "scripts", "unusable item dropped from {processing}: {why}: {snippet}");
-    p.udp
-        .send(
-            super::UdpLevel::Error,
-            &format!("unusable item dropped: {why}: {snippet}"),
-        )
-        .await;
-    queue::ack(conn, processing, raw).await
-}
-
-/// Packages one task taken into the processing list and moves it on.
-async fn process_task(p: &Packager, conn: &mut ConnectionManager, raw: &str) -> RedisResult<()> {
-    let cfg = &p.cfg;
-    let processing = cfg.processing_key();
-    let task = match PackageTask::from_json(raw) {
-        Ok(task) => task,
-        Err(e) => return drop_unusable(p, conn, &processing, raw, &e.to_string()).await,
-    };
-    let outcome = package_one(cfg, &task).await;
-    p.emit(PackagerEvent::Outcome {
-        task: task.describe(),
-        status: outcome.status,
-        path: outcome.path.clone(),
-    });
-    match outcome.status {
-        PackageStatus::Complete => built(p, conn, raw, &task, &outcome).await,
-        PackageStatus::HavenSub => {
-            p.report(&task, &outcome, None).await;
-            finish_with_notice(p, conn, (&processing, raw), &task, &outcome, &[]).await
-        }
-        status if status.is_retryable() && task.retry_count() < cfg.packet_retry_max => {
-            let packet_timeout = now_ms() / 1000 + cfg.log_post_time as i64;
-            let next = task.with_failure(packet_timeout, status.key());
-            queue::hand_off(
-                conn,
-                &processing,
-                raw,
-                &cfg.redis_retry_key,
-                &next.to_json(),
-            )
-            .await?;
-            p.report(&task, &outcome, Some(packet_timeout)).await;
-            p.emit(PackagerEvent::RetryQueued {
-                task: task.describe(),
-                error_key: status.key().to_string(),
-                packet_timeout,
-            });
-            Ok(())
-        }
-        status => {
-            p.report(&task, &outcome, None).await;
-            p.emit(PackagerEvent::GaveUp {
-                task: task.describe(),
-                status,
-            });
-            finish_with_notice(p, conn, (&processing, raw), &task, &outcome, &[]).await
-        }
-    }
-}
-
-/// A package was built: upload it (when there are targets), then notify.
-async fn built(
-    p: &Packager,
-    conn: &mut ConnectionManager,
-    raw: &str,
-    task: &PackageTask,
-    outcome: &PackageOutcome,
-) -> RedisResult<()> {
-    let processing = p.cfg.processing_key();
-    if p.uploader.is_empty() {
-        p.report(task, outcome, None).await;
-        if p.cfg.debug {
-            return queue::ack(conn, &processing, raw).await;
-        }
-        return finish_with_notice(p, conn, (&processing, raw), task, outcome, &[]).await;
-    }
-    let record = UploadRecord {
-        task: task.clone(),
-        path: outcome.path.clone().unwrap_or_default(),
-        attempts: 0,
-        due_ms: 0,
-        done: Vec::new(),
-    };
-    let record_raw = to_json(&record);
-    let upload_processing = p.cfg.upload_processing_key();
-    if queue::hand_off(conn, &processing, raw, &upload_processing, &record_raw).await? {
-        upload_step(p, conn, record_raw, record).await?;
-    }
-    Ok(())
-}
-
-/// One upload attempt of a record in the upload processing list.
-async fn upload_step(
-    p: &Packager,
-    conn: &mut ConnectionManager,
-    raw: String,
-    mut record: UploadRecord,
-) -> RedisResult<()> {
-    let cfg = &p.cfg;
-    let processing = cfg.upload_processing_key();
-    let game = record.task.filename().unwrap_or_default().to_string();
-    match p
-        .uploader
-        .upload(&record.path, &game, &mut record.done)
-        .await
-    {
-        Ok(urls) => {
-            p.emit(PackagerEvent::Uploaded {
-                path: record.path.clone(),
-                locations: urls.clone(),
-            });
-            let outcome = built_outcome(&record, PackageStatus::Complete, String::new());
-            p.report(&record.task, &outcome, None).await;
-            if cfg.debug {
-                p.delete_package(&record.path).await;
-                return queue::ack(conn, &processing, &raw).await;
-            }
-            finish_with_notice(p, conn, (&processing, &raw), &record.task, &outcome, &urls).await
-        }
-        Err(e) => {
-            record.attempts += 1;
-            p.emit(PackagerEvent::UploadFailed {
-                path: record.path.clone(),
-                attempts: record.attempts,
-                error: e.to_string(),
-            });
-            if record.attempts >= cfg.upload_retry.max_attempts {
-                let detail = format!("upload failed {} times: {e}", record.attempts);
-                let outcome = built_outcome(&record, PackageStatus::UnknownError, detail);
-                p.report(&record.task, &outcome, None).await;
-                return finish_with_notice(
-                    p,
-                    conn,
-                    (&processing, &raw),
-                    &record.task,
-                    &outcome,
-                    &[],
-                )
-                .await;
-            }
-            let delay = cfg.upload_retry.delay_ms(record.attempts);
-            log::warn!(target: "scripts", "{} upload attempt {} failed: {e}; again in {delay} ms",
-                record.task.describe(), record.attempts);
-            record.due_ms = now_ms() + delay as i64;
-            let next = to_json(&record);
-            queue::hand_off(
-                conn,
-                &processing,
-                &raw,
-                &cfg.upload_file_schedule_key,
-                &next,
-            )
-            .await?;
-            Ok(())
-        }
-    }
-}
-
-fn built_outcome(record: &UploadRecord, status: PackageStatus, detail: String) -> PackageOutcome {
-    PackageOutcome {
-        status,
-        path: Some(record.path.clone()),
-        detail,
-        bytes: None,
-    }
-}
-
-/// Replaces the item `from` by the task's notice and makes the first attempt; without a
-/// notice URL the item is simply done.
-async fn finish_with_notice(
-    p: &Packager,
-    conn: &mut ConnectionManager,
-    from: (&str, &str),
-    task: &PackageTask,
-    outcome: &PackageOutcome,
-    urls: &[String],
-) -> RedisResult<()> {
-    let Some(record) = notice_record(task, outcome, urls) else {
-        return queue::ack(conn, from.0, from.1).await;
-    };
-    let raw = to_json(&record);
-    if queue::hand_off(conn, from.0, from.1, &p.cfg.notice_processing_key(), &raw).await? {
-        notify(p, conn, raw, record).await?;
-    }
-    Ok(())
-}
-
-/// One notice attempt of a record in the notice processing list.
-async fn notify(
-    p: &Packager,
-    conn: &mut ConnectionManager,
-    raw: String,
-    record: NoticeRecord,
-) -> RedisResult<()> {
-    let processing = p.cfg.notice_processing_key();
-    match p.notifier.attempt(record, &p.udp, &p.events).await {
-        NoticeNext::Done | NoticeNext::GaveUp => queue::ack(conn, &processing, &raw).await,
-        NoticeNext::Retry(next) => {
-            let next = to_json(&next);
-            queue::hand_off(conn, &processing, &raw, &p.cfg.notice_key, &next).await?;
-            Ok(())
-        }
-    }
-}
-
-fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("records serialize")
 }

@@ -11,10 +11,13 @@
 pub mod bus;
 pub mod config;
 mod flow;
+mod handle;
 pub mod intake;
+mod lock;
 pub mod notice;
 pub mod package;
 pub mod queue;
+mod record;
 pub mod stage;
 pub mod status;
 pub mod task;
@@ -41,6 +44,28 @@ pub use upload::{UploadError, Uploader};
 /// nobody has to listen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PackagerEvent {
+    /// Temp files a killed run left were removed at start.
+    Swept {
+        /// The files removed.
+        removed: Vec<PathBuf>,
+    },
+    /// An item that cannot be a task went to `<redis_key>:rejected`.
+    Rejected {
+        /// Why, as stored with it.
+        reason: String,
+        /// Whether a 401 notice was queued for it.
+        noticed: bool,
+    },
+    /// Recording an outcome in Redis failed for a reason that may pass (the server
+    /// away, a broken connection); it is tried again on a new connection.
+    RedisRetry {
+        /// What was being recorded.
+        what: String,
+        /// Failed attempts so far.
+        attempt: u32,
+        /// Why.
+        error: String,
+    },
     /// Items left in a processing list were put back at start.
     Resumed {
         /// The ready list they went back to.
@@ -119,7 +144,8 @@ pub enum PackagerEvent {
     },
 }
 
-/// Why the packager could not do something.
+/// Why the packager could not do something. Messages carry their cause; no variant
+/// also returns it as `source()`, so a printed chain names each reason once.
 #[derive(Debug, thiserror::Error)]
 pub enum PackagerError {
     /// The body is not a task.
@@ -146,10 +172,22 @@ pub enum PackagerError {
     Udp(#[from] udp::UdpSetupError),
     /// The HTTP client cannot be built.
     #[error("http client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     /// Redis failed.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
+}
+
+impl From<reqwest::Error> for PackagerError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Http(e)
+    }
+}
+
+impl From<redis::RedisError> for PackagerError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Redis(e)
+    }
 }
 
 impl PackagerError {

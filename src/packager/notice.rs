@@ -4,7 +4,8 @@
 //!
 //! Body fields (form-encoded by default, JSON with `notice_format = "json"`):
 //! `errorCode`, `error_key`, `message` (the seed's status table), `filename`,
-//! `channel_id`, `channel_version`, `apk` (package file name), `path` (local path),
+//! `channel_id`, `channel_version`, `apk` (package file name), `path` (absolute local
+//! path, whatever the worker's working directory),
 //! `urls` (upload locations; comma-separated in a form).
 
 use std::time::Duration;
@@ -183,6 +184,9 @@ pub fn notice_record(
     if let Some(path) = &outcome.path {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         payload.insert("apk".into(), name.as_ref().into());
+        // A relative path means nothing to the receiver: it has another working
+        // directory.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
         payload.insert("path".into(), path.display().to_string().into());
     }
     payload.insert("urls".into(), urls.to_vec().into());
@@ -193,6 +197,24 @@ pub fn notice_record(
         due_ms: 0,
         task: task.describe(),
     })
+}
+
+/// The notice of an item that is not a task at all, whose `finish_notice_url` could
+/// still be read (`task::notice_url_in`): the status, and the reason as `detail`.
+pub fn rejected_notice(url: &str, outcome: &PackageOutcome, raw: &str) -> NoticeRecord {
+    let mut payload = Map::new();
+    payload.insert("errorCode".into(), outcome.status.code().into());
+    payload.insert("error_key".into(), outcome.status.key().into());
+    payload.insert("message".into(), outcome.status.message().into());
+    payload.insert("detail".into(), outcome.detail.clone().into());
+    payload.insert("urls".into(), Vec::<String>::new().into());
+    NoticeRecord {
+        url: url.to_string(),
+        payload,
+        attempts: 0,
+        due_ms: 0,
+        task: format!("unreadable item {}", snippet(raw)),
+    }
 }
 
 /// Form fields: scalars as text, arrays comma-joined.

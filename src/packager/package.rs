@@ -3,9 +3,10 @@
 //! Naming (the seed does not specify it): the package is
 //! `<out_root>/<filename>/<filename>_<channel_id>.apk`, where `out_root` is
 //! `subpackage_sdk_path`, or `sdk_game_path` (next to the mother APK) when it is unset.
-//! It is first written as `.<filename>_<channel_id>.apk.<random>.tmp` in the same
-//! directory (random chars from `random_chr`) and renamed, so a package that exists is
-//! always whole, and two workers building the same package never share a file.
+//! It is first written as `.taskbus-apk.<instance>.<random>.tmp` in `tempfile_dir` or
+//! the same directory (random chars from `random_chr`) and renamed, so a package that
+//! exists is always whole, and two workers building the same package never share a
+//! file. What a kill leaves of such files is swept at the next start (`sweep_temp`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,11 @@ impl PackageOutcome {
             detail: detail.into(),
             bytes: None,
         }
+    }
+
+    /// A failure with no package.
+    pub fn failed(status: PackageStatus, detail: impl Into<String>) -> Self {
+        Self::new(status, None, detail)
     }
 
     /// `{"code":201,"error_key":"COMPLETE","message":"打包已完成","path":..,"detail":..}`.
@@ -136,8 +142,6 @@ async fn write_package(
         let detail = format!("cannot create {}: {e}", dir.display());
         return PackageOutcome::new(PackageStatus::CopyApkError, None, detail);
     }
-    let file_name = out.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", random_string(cfg)));
     let info = ChannelInfo {
         channel: fields.channel_id.clone(),
         channel_version: fields.channel_version.clone(),
@@ -147,41 +151,67 @@ async fn write_package(
         temp_dir: Some(cfg.tempfile_dir.clone().unwrap_or_else(|| dir.clone())),
         vasdolly: cfg.vasdolly,
         fsync: cfg.fsync,
+        temp_tag: cfg.instance.clone(),
+        temp_alphabet: cfg.random_chr.clone(),
+        temp_random_len: cfg.random_len,
         ..WriteOptions::default()
     };
-    let tmp_for_write = tmp.clone();
+    let out_for_write = out.clone();
     let written = tokio::task::spawn_blocking(move || {
-        apk::write_channel(&mother, &tmp_for_write, &info, &opts)
+        apk::write_channel(&mother, &out_for_write, &info, &opts)
     })
     .await;
+    // The writer's temp copy is removed by the writer on failure (and on a panic, as
+    // the unwinding drops it).
     let report = match written {
         Ok(Ok(report)) => report,
         Ok(Err(e)) => {
-            remove_quietly(&tmp).await;
             let status = PackageStatus::from_key(e.seed_code());
             return PackageOutcome::new(status, None, e.to_string());
         }
         Err(join) => {
-            remove_quietly(&tmp).await;
             let detail = format!("apk writer panicked: {join}");
             return PackageOutcome::new(PackageStatus::UnknownError, None, detail);
         }
     };
-    if let Err(e) = tokio::fs::rename(&tmp, &out).await {
-        remove_quietly(&tmp).await;
-        let detail = format!("cannot rename to {}: {e}", out.display());
-        return PackageOutcome::new(PackageStatus::CopyApkError, None, detail);
-    }
     PackageOutcome {
         bytes: Some(report.apk_bytes),
         ..PackageOutcome::new(PackageStatus::Complete, Some(out), "")
     }
 }
 
-async fn remove_quietly(path: &Path) {
-    if let Err(e) = tokio::fs::remove_file(path).await {
-        if e.kind() != io::ErrorKind::NotFound {
-            log::warn!("cannot remove {}: {e}", path.display());
+/// Removes the temp copies a killed process of this `instance` left: in `tempfile_dir`
+/// and in every `<out_root>/<filename>/` directory. `older_than`: only files untouched
+/// that long (bus mode, where no lock proves that no live process shares the
+/// instance). Returns what it removed; a directory it cannot read is logged and skipped.
+pub fn sweep_temp(cfg: &PackagerConfig, older_than: Option<std::time::Duration>) -> Vec<PathBuf> {
+    let root = cfg
+        .subpackage_sdk_path
+        .as_deref()
+        .unwrap_or(&cfg.sdk_game_path);
+    let mut dirs: Vec<PathBuf> = cfg.tempfile_dir.iter().cloned().collect();
+    match std::fs::read_dir(root) {
+        Ok(entries) => dirs.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("temp-file sweep: cannot list {}: {e}", root.display()),
+    }
+    let mut removed = Vec::new();
+    for dir in dirs {
+        match apk::sweep_temp_files(&dir, &cfg.instance, older_than) {
+            Ok(files) => removed.extend(files),
+            Err(e) => log::warn!("temp-file sweep: {}: {e}", dir.display()),
         }
     }
+    for file in &removed {
+        log::info!(
+            "removed temp file {} left by an earlier run",
+            file.display()
+        );
+    }
+    removed
 }

@@ -14,11 +14,18 @@ use tokio_util::sync::CancellationToken;
 use super::config::PackagerConfig;
 use super::now_ms;
 
-/// Removes one `from_item` from `from`; only if it was there, pushes `to_item` to the
-/// tail of `to`. Returns 1 when moved, 0 when `from_item` was gone.
+/// Removes one `ARGV[1]` from `KEYS[1]`; only if it was there, pushes each
+/// `ARGV[2i]` to `KEYS[i+1]`: to its head when `ARGV[2i+1]` is `head`, else its tail.
+/// Returns 1 when moved, 0 when the item was gone.
 const HAND_OFF: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[2])
+  for i = 2, #KEYS do
+    if ARGV[2 * i - 1] == 'head' then
+      redis.call('LPUSH', KEYS[i], ARGV[2 * i - 2])
+    else
+      redis.call('RPUSH', KEYS[i], ARGV[2 * i - 2])
+    end
+  end
   return 1
 end
 return 0";
@@ -148,17 +155,43 @@ pub async fn hand_off(
     to: &str,
     to_item: &str,
 ) -> redis::RedisResult<bool> {
-    let moved: i64 = redis::Script::new(HAND_OFF)
-        .key(from)
-        .key(to)
-        .arg(from_item)
-        .arg(to_item)
-        .invoke_async(conn)
-        .await?;
+    hand_off_many(conn, from, from_item, &[(Back::Tail(to), to_item)]).await
+}
+
+/// Atomically replaces `from_item` in `from` by each `(list, item)` of `to` (one step:
+/// the item is never in none or in both). False when `from_item` was gone.
+pub async fn hand_off_many(
+    conn: &mut ConnectionManager,
+    from: &str,
+    from_item: &str,
+    to: &[(Back<'_>, &str)],
+) -> redis::RedisResult<bool> {
+    let script = hand_off_script();
+    let mut invocation = script.key(from);
+    invocation.arg(from_item);
+    for (back, item) in to {
+        let (list, side) = match back {
+            Back::Head(list) => (list, "head"),
+            Back::Tail(list) => (list, "tail"),
+        };
+        invocation.key(*list).arg(*item).arg(side);
+    }
+    let moved: i64 = invocation.invoke_async(conn).await?;
     if moved == 0 {
-        log::warn!("item no longer in {from}; not handed to {to}");
+        log::warn!("item no longer in {from}; not handed on");
     }
     Ok(moved == 1)
+}
+
+fn hand_off_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(HAND_OFF))
+}
+
+/// Whether trying again (on a new connection) may work: the server was away, the
+/// connection broke, the server is still loading its data.
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
 }
 
 /// Puts every item of `processing` back at the head of `ready`, in order. Run once at

@@ -7,8 +7,8 @@
 //!   as it came plus `result` = `{"code","error_key","message","path","detail",
 //!   "bytes","urls"}`. Otherwise the DONE carries nothing.
 //! - FAIL: the error reads `<code> <KEY>: <detail>`; retryable per
-//!   `PackagerError::is_retryable` (every status but `ARG_MISS`; upload failures but a
-//!   broken target setting).
+//!   `PackagerError::is_retryable` (`NO_APK`, `COPY_APK_ERROR`, `UNKNOWN_ERROR`; upload
+//!   failures but a broken target setting). A final FAIL is notified at once.
 //! - scripts.log: one line per attempt, `guid=.. topic=.. filename=.. channel_id=..
 //!   code=.. error_key=..`.
 //!
@@ -112,8 +112,12 @@ impl PackageStage {
                 .context("packager settings")?,
         );
         let intake = match cfg.task_type {
+            // The intake sweeps once it holds its instance lock.
             TaskType::Redis => Some(start_intake(&packager, grace).await?),
-            TaskType::Bus => None,
+            TaskType::Bus => {
+                sweep_stale_temp(&packager).await;
+                None
+            }
         };
         Ok(Self {
             packager,
@@ -132,6 +136,21 @@ impl PackageStage {
         self.intake.is_some()
     }
 }
+
+/// Bus mode: no lock proves that no live process shares the instance, so only temp
+/// files untouched for [`BUS_SWEEP_AGE`] go (a live write touches its file every few
+/// milliseconds).
+async fn sweep_stale_temp(packager: &Arc<Packager>) {
+    let cfg = packager.config().clone();
+    let swept =
+        tokio::task::spawn_blocking(move || super::package::sweep_temp(&cfg, Some(BUS_SWEEP_AGE)))
+            .await
+            .unwrap_or_default();
+    packager.emit(super::PackagerEvent::Swept { removed: swept });
+}
+
+/// Age after which a bus-mode process takes a temp file for a killed writer's.
+pub const BUS_SWEEP_AGE: Duration = Duration::from_secs(600);
 
 async fn start_intake(
     packager: &Arc<Packager>,

@@ -103,15 +103,34 @@ impl PackageStatus {
     }
 
     /// Whether trying the same task again later can succeed: a mother APK may still be
-    /// on its way (`NO_APK`, `WRONG_APK` while half copied), a disk may be freed, a
-    /// permission fixed. A task with missing fields never gets better.
+    /// on its way (`NO_APK`), a disk may be freed (`COPY_APK_ERROR`), an unexpected i/o
+    /// failure may pass (`UNKNOWN_ERROR`). A task with missing fields (`ARG_MISS`), an
+    /// APK that is not a signed APK (`WRONG_APK`) and a mother the packager may not read
+    /// (`PERM_ERROR`) stay as they are: retrying them only tells the user
+    /// `packet_retry_max * log_post_time` later.
     pub fn is_retryable(self) -> bool {
-        !matches!(self, Self::ArgMiss | Self::Complete | Self::HavenSub)
+        matches!(self, Self::NoApk | Self::CopyApkError | Self::UnknownError)
     }
 }
 
 impl fmt::Display for PackageStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.key(), self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PackageStatus;
+
+    /// Issue 12: hopeless tasks were retried 3 times, `log_post_time` apart.
+    #[test]
+    fn only_what_can_change_is_retried() {
+        let retried: Vec<&str> = PackageStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_retryable())
+            .map(PackageStatus::key)
+            .collect();
+        assert_eq!(retried, ["NO_APK", "COPY_APK_ERROR", "UNKNOWN_ERROR"]);
     }
 }

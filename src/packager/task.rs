@@ -1,4 +1,6 @@
-//! The seed's task JSON, kept as a JSON object so unknown keys survive a push back.
+//! The seed's task, kept as a JSON object so unknown keys survive a push back. It comes
+//! as JSON or in the seed documents' own notation, a Python dict literal (single
+//! quotes, `True`/`False`/`None`), read with the `py_literal` crate.
 //!
 //! ```text
 //! { "filename": "fuhaoniuniu", "channel_id": 11,
@@ -30,9 +32,9 @@ pub struct TaskFields {
     pub finish_notice_url: Option<String>,
 }
 
-/// A task that is not a JSON object at all.
+/// A task that is neither a JSON object nor a Python dict.
 #[derive(Debug, thiserror::Error)]
-#[error("task is not a json object: {0}")]
+#[error("task is not a json object or python dict: {0}")]
 pub struct NotATask(pub String);
 
 /// `extend.retry_count`: packaging attempts that failed so far (our addition).
@@ -43,6 +45,25 @@ impl PackageTask {
     pub fn from_json(text: &str) -> Result<Self, NotATask> {
         let value: Value = serde_json::from_str(text).map_err(|e| NotATask(e.to_string()))?;
         Self::from_value(value)
+    }
+
+    /// Parses a task as the seed's producers write it: JSON, or a Python dict literal
+    /// (`{'filename': 'g', 'channel_id': 11, 'extend': {'enforcement': False}}`).
+    pub fn parse(text: &str) -> Result<Self, NotATask> {
+        let json_error = match serde_json::from_str::<Value>(text) {
+            Ok(value) => return Self::from_value(value),
+            Err(e) => e,
+        };
+        let python = match text.trim().parse::<py_literal::Value>() {
+            Ok(python) => python,
+            Err(py_error) => {
+                return Err(NotATask(format!(
+                    "not json ({json_error}) and not a python literal ({})",
+                    one_line(&py_error.to_string())
+                )))
+            }
+        };
+        Self::from_value(python_to_json(python).map_err(NotATask)?)
     }
 
     /// Takes a task from a JSON value, which must be an object.
@@ -177,6 +198,70 @@ impl PackageTask {
     }
 }
 
+/// The `finish_notice_url` of an item that does not parse, if it can still be read:
+/// the key (in either quotes), a colon, and an `http(s)://` URL in either quotes.
+pub fn notice_url_in(text: &str) -> Option<String> {
+    let at = text.find("finish_notice_url")? + "finish_notice_url".len();
+    let rest = text[at..].trim_start_matches(['\'', '"']).trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let quote = rest.chars().next().filter(|c| matches!(c, '\'' | '"'))?;
+    let body = &rest[1..];
+    let url = &body[..body.find(quote)?];
+    let usable = (url.starts_with("http://") || url.starts_with("https://"))
+        && !url.contains(char::is_whitespace);
+    usable.then(|| url.to_string())
+}
+
+/// A Python literal as JSON: dicts with string (or number, bool, None) keys, lists,
+/// tuples and sets as arrays, `True`/`False`/`None`, ints that fit 64 bits, floats.
+fn python_to_json(value: py_literal::Value) -> Result<Value, String> {
+    use py_literal::Value as Py;
+    Ok(match value {
+        Py::String(s) => Value::String(s),
+        Py::Bytes(b) => {
+            Value::String(String::from_utf8(b).map_err(|_| "bytes that are not utf-8")?)
+        }
+        Py::Integer(n) => {
+            let text = n.to_string();
+            let number = text
+                .parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| text.parse::<u64>().map(Value::from));
+            number.map_err(|_| format!("integer {text} does not fit 64 bits"))?
+        }
+        Py::Float(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("float {f} has no json form"))?,
+        Py::Complex(_) => return Err("complex numbers have no json form".into()),
+        Py::Tuple(items) | Py::List(items) | Py::Set(items) => Value::Array(
+            items
+                .into_iter()
+                .map(python_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Py::Dict(pairs) => {
+            let mut map = Map::new();
+            for (key, value) in pairs {
+                let key = match python_to_json(key)? {
+                    Value::String(s) => s,
+                    Value::Array(_) | Value::Object(_) => {
+                        return Err("a dict key is a container".into())
+                    }
+                    other => other.to_string(),
+                };
+                map.insert(key, python_to_json(value)?);
+            }
+            Value::Object(map)
+        }
+        Py::Boolean(b) => Value::Bool(b),
+        Py::None => Value::Null,
+    })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Text of a string or number value (a float keeps its `.0`: `1.0` stays `"1.0"`).
 fn scalar_text(value: &Value) -> Option<String> {
     match value {
@@ -243,6 +328,55 @@ mod tests {
             .unwrap();
             assert!(!task.fields().unwrap().enforcement);
         }
+    }
+
+    /// Issue 12: the seed documents' notation, pushed as it is written there.
+    #[test]
+    fn python_dict_of_the_seed_documents_parses() {
+        let text =
+            "{'filename': 'fuhaoniuniu', 'channel_id': 11, 'extend': {'channel_version': '1.0', \
+                    'enforcement': False, 'note': None, 'tags': ('a', \"b\\'c\")}, \
+                    'finish_notice_url': 'http://x/y.php', 'ratio': 0.5, 'on': True}";
+        let task = PackageTask::parse(text).unwrap();
+        let f = task.fields().unwrap();
+        assert_eq!(f.filename, "fuhaoniuniu");
+        assert_eq!(f.channel_id, "11");
+        assert_eq!(f.channel_version, "1.0");
+        assert!(!f.enforcement);
+        assert_eq!(f.finish_notice_url.as_deref(), Some("http://x/y.php"));
+        assert_eq!(task.0["channel_id"], json!(11));
+        assert_eq!(task.0["extend"]["note"], Value::Null);
+        assert_eq!(task.0["extend"]["tags"], json!(["a", "b'c"]));
+        assert_eq!(
+            (task.0["ratio"].clone(), task.0["on"].clone()),
+            (json!(0.5), json!(true))
+        );
+        // JSON still parses as JSON, and the re-encoded task is JSON.
+        let again = PackageTask::parse(&task.to_json()).unwrap();
+        assert_eq!(again, task);
+    }
+
+    #[test]
+    fn unreadable_text_says_why_in_both_notations() {
+        let err = PackageTask::parse("{'filename': 'g', 'channel_id': }").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("not json") && text.contains("python literal"),
+            "{text}"
+        );
+        let err = PackageTask::parse("['a', 'list']").unwrap_err();
+        assert!(err.to_string().contains("[\"a\",\"list\"]"), "{err}");
+    }
+
+    #[test]
+    fn notice_url_is_read_from_a_broken_item() {
+        let broken = "{'filename': 'g', 'finish_notice_url': 'http://x/n.php', 'channel_id': }";
+        assert_eq!(notice_url_in(broken).as_deref(), Some("http://x/n.php"));
+        let json = r#"{"finish_notice_url" : "https://x/n", "extend": ["#;
+        assert_eq!(notice_url_in(json).as_deref(), Some("https://x/n"));
+        assert_eq!(notice_url_in("{'finish_notice_url': 'ftp://x'}"), None);
+        assert_eq!(notice_url_in("{'finish_notice_url': 'http://x"), None);
+        assert_eq!(notice_url_in("garbage"), None);
     }
 
     #[test]

@@ -50,10 +50,10 @@ pub struct UdpLogger {
 
 /// The UDP target cannot be resolved or bound.
 #[derive(Debug, thiserror::Error)]
-#[error("udp log target {target}: {source}")]
+#[error("udp log target {target}: {cause}")]
 pub struct UdpSetupError {
     target: String,
-    source: std::io::Error,
+    cause: std::io::Error,
 }
 
 impl UdpLogger {
@@ -68,9 +68,9 @@ impl UdpLogger {
             return Ok(Self::disabled());
         };
         let target = format!("{host}:{port}");
-        let setup = |source| UdpSetupError {
+        let setup = |cause| UdpSetupError {
             target: target.clone(),
-            source,
+            cause,
         };
         let addr = tokio::net::lookup_host((host.as_str(), port))
             .await

@@ -38,12 +38,12 @@ pub enum UploadError {
         detail: String,
     },
     /// The package cannot be read.
-    #[error("cannot read package {path}: {source}")]
+    #[error("cannot read package {path}: {cause}")]
     Read {
         /// Package path.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The target refused or lost the upload.
     #[error("upload of {path} to {name} failed: {detail}")]
@@ -185,9 +185,9 @@ impl UploadTarget {
         let path = file.display().to_string();
         let mut reader = tokio::fs::File::open(file)
             .await
-            .map_err(|source| UploadError::Read {
+            .map_err(|cause| UploadError::Read {
                 path: path.clone(),
-                source,
+                cause,
             })?;
         let mut writer = BufWriter::new(Arc::clone(&self.store), self.key(file, game));
         let copied = async {

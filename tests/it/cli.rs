@@ -170,3 +170,90 @@ async fn errors_are_one_line_and_a_non_zero_exit() {
     assert_eq!(code, 1);
     assert!(err.contains("tcp://127.0.0.1:1"), "{err}");
 }
+
+/// `taskbus ARGS` run in `dir` with extra environment; (exit code, stdout, stderr).
+async fn cli_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let run = Command::new(env!("CARGO_BIN_EXE_taskbus"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TASKBUS_CONFIG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("taskbus exits")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 12: without `bus.toml` (after `cargo install`, say) `taskbus run` started an
+/// idle broker and waited forever; the built-in configuration is the shipped bus.toml.
+#[tokio::test]
+async fn run_in_an_empty_directory_runs_the_shipped_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the fixed ports change, so that tests running beside it do not collide.
+    let env = [
+        ("TASKBUS__BROKER__CLIENT_ENDPOINT", "tcp://127.0.0.1:0"),
+        ("TASKBUS__BROKER__WORKER_ENDPOINT", "tcp://127.0.0.1:0"),
+        ("TASKBUS__BROKER__EVENTS_ENDPOINT", "tcp://127.0.0.1:0"),
+        ("TASKBUS__RUN__EXAMPLE_SITE", "127.0.0.1:0"),
+    ];
+    let (code, out, err) = cli_in(dir.path(), &["run", "--log-level", "warn"], &env).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("crawl finished in"), "{out}");
+    assert!(out.contains("table example_items:"), "{out}");
+    assert!(dir.path().join("data/rows.sqlite3").exists());
+    assert!(dir.path().join("log/all.log").exists());
+}
+
+/// `taskbus apk package MOTHER --channel 11 --channel-version 1.0 --out OUT`, in `dir`.
+async fn apk_package(dir: &Path, mother: &Path, out: &Path) -> (i32, String, String) {
+    let (mother, out) = (mother.display().to_string(), out.display().to_string());
+    let args = [
+        "apk",
+        "package",
+        &mother,
+        "--channel",
+        "11",
+        "--channel-version",
+        "1.0",
+    ];
+    cli_in(dir, &[&args[..], &["--out", &out]].concat(), &[]).await
+}
+
+/// Issue 12: `apk package --out DIR` failed when DIR did not exist, and errors printed
+/// their reason twice without the seed's status code.
+#[tokio::test]
+async fn apk_package_makes_its_out_dir_and_errors_say_the_status_once() {
+    let Some(fx) = crate::packager::support::fixtures::fixtures() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mother = fx.join("mother-v123.apk");
+    let out = dir.path().join("new/sub");
+    let (code, stdout, err) = apk_package(dir.path(), &mother, &out).await;
+    assert_eq!(code, 0, "{err}");
+    let package = out.join("mother-v123_11.apk");
+    assert_eq!(stdout.trim(), package.display().to_string());
+    crate::packager::support::fixtures::verify_package(&package, "mother-v123.apk", "11", "1.0");
+
+    let unsigned = fx.join("mother-unsigned.apk");
+    let (code, _, err) = apk_package(dir.path(), &unsigned, &out).await;
+    assert_eq!(code, 1);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: 404 WRONG_APK: "), "{err}");
+    let reason = "no apk signing block (unsigned or v1-only apk)";
+    assert_eq!(err.matches(reason).count(), 1, "{err}");
+
+    let under_a_file = dir.path().join("new/sub/mother-v123_11.apk/x");
+    let (code, _, err) = apk_package(dir.path(), &mother, &under_a_file).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: 405 COPY_APK_ERROR: "), "{err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+}

@@ -11,6 +11,7 @@
 //! - `storer`: rows into SQLite and the real MariaDB.
 //! - `tidy`: rules of ARCHITECTURE.md that the compiler does not check.
 //! - `regressions`: the broker's second pass, a test per defect it fixed.
+//! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
 
 mod bad_input;
 mod cli;
@@ -18,6 +19,7 @@ mod client_api;
 mod common;
 mod crawl;
 mod durable;
+mod packager;
 mod python;
 mod regressions;
 mod scheduler;

@@ -63,6 +63,7 @@ pub fn test_config(dir: &Path) -> PackagerConfig {
         notice_retry: fast,
         upload_retry: fast,
         notice_timeout: 5.0,
+        instance_lock_secs: 1.0,
         ..PackagerConfig::default()
     }
 }
@@ -101,17 +102,25 @@ pub async fn wait_for(
 /// Status of a scripted answer that never comes (the request hangs).
 pub const HANG: u16 = 0;
 
+/// Status of a scripted answer that waits for a permit of `NoticeServer::gate`, then
+/// answers 200 with its body.
+pub const GATE: u16 = 1;
+
 /// A local notice receiver answering a script of (status, body); the last answer repeats.
 pub struct NoticeServer {
     /// `http://127.0.0.1:<port>/notice`.
     pub url: String,
     /// Every request's form fields, in order.
     pub requests: mpsc::UnboundedReceiver<Vec<(String, String)>>,
+    /// Permits for `GATE` answers.
+    pub gate: Arc<tokio::sync::Semaphore>,
 }
 
 struct Script {
     answers: Mutex<Vec<(u16, String)>>,
     seen: mpsc::UnboundedSender<Vec<(String, String)>>,
+    gate: Arc<tokio::sync::Semaphore>,
+    delay: Duration,
 }
 
 async fn answer(
@@ -130,15 +139,30 @@ async fn answer(
     if status == HANG {
         std::future::pending::<()>().await;
     }
+    if status == GATE {
+        script.gate.acquire().await.unwrap().forget();
+        return (StatusCode::OK, body);
+    }
+    if !script.delay.is_zero() {
+        tokio::time::sleep(script.delay).await;
+    }
     (StatusCode::from_u16(status).unwrap(), body)
 }
 
 /// Starts a notice receiver on 127.0.0.1:0.
 pub async fn notice_server(answers: &[(u16, &str)]) -> NoticeServer {
+    notice_server_slow(answers, Duration::ZERO).await
+}
+
+/// A notice receiver that takes `delay` to answer each request.
+pub async fn notice_server_slow(answers: &[(u16, &str)], delay: Duration) -> NoticeServer {
     let (seen, requests) = mpsc::unbounded_channel();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let script = Arc::new(Script {
         answers: Mutex::new(answers.iter().map(|(s, b)| (*s, b.to_string())).collect()),
         seen,
+        gate: Arc::clone(&gate),
+        delay,
     });
     let app = Router::new()
         .route("/notice", post(answer))
@@ -146,7 +170,11 @@ pub async fn notice_server(answers: &[(u16, &str)]) -> NoticeServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/notice", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    NoticeServer { url, requests }
+    NoticeServer {
+        url,
+        requests,
+        gate,
+    }
 }
 
 impl NoticeServer {

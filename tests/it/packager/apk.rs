@@ -1,15 +1,12 @@
 //! Integration tests of `taskbus::apk` on real APKs signed by `apksigner`
 //! (built once per test binary by `make-apk-fixtures.sh`, see
-//! `packager_support/fixtures.rs`; needs the Debian packages apksigner, zipalign, aapt
+//! `packager/support/fixtures.rs`; needs the Debian packages apksigner, zipalign, aapt
 //! and android-framework-res).
-
-#[path = "packager_support/fixtures.rs"]
-mod fixtures;
 
 use std::fs;
 use std::path::Path;
 
-use fixtures::{fixtures, verify};
+use super::support::fixtures::{fixtures, verify};
 use taskbus::apk::block::{self, Pair, SigningTail, TailParse, PADDING_ID, VASDOLLY_ID, WALLE_ID};
 use taskbus::apk::cli::{self, ApkCommand};
 use taskbus::apk::{inspect, read_channel, write_channel, ChannelInfo, FormatError, WriteOptions};
@@ -331,8 +328,9 @@ fn package_bench_reports_figures() {
         small_count: 20,
         small_apk: Some(fx.join("mother-v12.apk")),
         json: Some(json.clone()),
+        ..bench_args()
     };
-    let report = taskbus::bench::package::run(&args).unwrap();
+    let report = taskbus::bench::package::run_files(&args).unwrap();
     assert_eq!(
         report.apk_bytes,
         fs::metadata(fx.join("mother-v3only.apk")).unwrap().len()
@@ -394,4 +392,92 @@ fn unreadable_mother_is_perm_error() {
     }
     assert_fails_cleanly(&mother, "PERM_ERROR");
     assert_eq!(read_channel(&mother).unwrap_err().error_code(), 406);
+}
+
+/// Issue 12: temp copies are named with `random_chr` and a tag, and the sweep removes
+/// only its own tag's (and the older `.taskbus-apk-XXXXXX.tmp` names).
+#[test]
+fn temp_names_use_random_chr_and_only_their_own_tag_is_swept() {
+    let opts = WriteOptions {
+        temp_tag: "inst".into(),
+        temp_alphabet: "xy".into(),
+        temp_random_len: 12,
+        ..WriteOptions::default()
+    };
+    let name = taskbus::apk::temp_file_name(&opts);
+    let random = name
+        .strip_prefix(".taskbus-apk.inst.")
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(random.len(), 12, "{name}");
+    assert!(random.chars().all(|c| c == 'x' || c == 'y'), "{name}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join(&name);
+    let legacy = dir.path().join(".taskbus-apk-Ab12Cd.tmp");
+    let theirs = dir.path().join(taskbus::apk::temp_file_name(&WriteOptions {
+        temp_tag: "inst.b".into(),
+        ..opts.clone()
+    }));
+    let untagged = dir
+        .path()
+        .join(taskbus::apk::temp_file_name(&WriteOptions::default()));
+    for file in [&ours, &legacy, &theirs, &untagged] {
+        fs::write(file, b"x").unwrap();
+    }
+    let mut removed = taskbus::apk::sweep_temp_files(dir.path(), "inst", None).unwrap();
+    removed.sort();
+    let mut expected = vec![ours.clone(), legacy.clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(theirs.exists() && untagged.exists());
+}
+
+/// The bench's flags as `taskbus-bench package` parses them with none given.
+fn bench_args() -> taskbus::bench::package::PackageBenchArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        args: taskbus::bench::package::PackageBenchArgs,
+    }
+    Flags::parse_from(["package"]).args
+}
+
+/// Issue 12: the Redis mode of `taskbus-bench package` measures the intake end to end.
+#[tokio::test(flavor = "multi_thread")]
+async fn package_bench_redis_mode_reports_each_run() {
+    if super::support::redis_or_skip().await.is_none() {
+        return;
+    }
+    let Some(fx) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.apk");
+    fs::copy(fx.join("mother-v12.apk"), &small).unwrap();
+    let json = dir.path().join("bench.json");
+    let args = taskbus::bench::package::PackageBenchArgs {
+        redis: true,
+        small_apk: Some(small),
+        small_count: 30,
+        runs: 2,
+        notice_delay_ms: vec![5, 0],
+        json: Some(json.clone()),
+        ..bench_args()
+    };
+    tokio::task::spawn_blocking(move || taskbus::bench::package::run(&args))
+        .await
+        .unwrap()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["tasks"], 30);
+    let runs = report["runs"].as_array().unwrap();
+    let delays: Vec<u64> = runs
+        .iter()
+        .map(|r| r["notice_delay_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delays, [5, 5, 0, 0]);
+    assert!(
+        runs.iter().all(|r| r["seconds"].as_f64().unwrap() > 0.0),
+        "{report}"
+    );
 }

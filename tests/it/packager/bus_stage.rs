@@ -1,4 +1,4 @@
-//! The `package` stage on the bus (included by tests/packager.rs): built through
+//! The `package` stage on the bus: built through
 //! `taskbus::stages::build`, called directly and run by the worker runtime against an
 //! in-process broker. DONE results, FAIL errors and scripts.log lines carry the seed's
 //! codes; SIGHUP sends the seed's `notice` line.
@@ -13,7 +13,7 @@ use taskbus::task::{NewTask, Task};
 use taskbus::worker::{self, Stage, WorkerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::packager_support::*;
+use super::support::*;
 
 /// scripts.log lines (`target: "scripts"`) of this test binary.
 fn scripts_lines() -> &'static Mutex<Vec<String>> {
@@ -142,10 +142,10 @@ async fn stage_answers_with_the_seeds_codes() {
     assert_eq!(next[0].body.to_value()["result"]["error_key"], "HAVEN_SUB");
     assert!(lines_of(&guid)[0].contains("code=403 error_key=HAVEN_SUB"));
 
-    // Failures: FAIL with the code first; retryable but for ARG_MISS.
+    // Failures: FAIL with the code first; retryable only what can change.
     let cases = [
         (seed_task("absent", json!(1), ""), "402 NO_APK", true),
-        (seed_task("old", json!(1), ""), "404 WRONG_APK", true),
+        (seed_task("old", json!(1), ""), "404 WRONG_APK", false),
         (json!({"filename": "game"}), "401 ARG_MISS", false),
         (json!("not an object"), "401 ARG_MISS", false),
     ];

@@ -1,7 +1,7 @@
 //! Real signed APK fixtures, built once per test binary by `make-apk-fixtures.sh`, and
 //! the checks every produced package goes through (`apksigner verify`, `zipalign -c 4`,
 //! the channel read back). Needs the Debian packages apksigner, zipalign, aapt and
-//! android-framework-res. Shared by tests/apk.rs (through `#[path]`) and the packager
+//! android-framework-res. Shared by the `packager::apk` tests and the other packager
 //! tests.
 #![allow(dead_code)]
 

@@ -1,20 +1,17 @@
 //! Packager tests on the real Redis (127.0.0.1:6379; keys under a unique prefix per
 //! test): intake in the seed's format, resume after a crash, the retry queue and its
-//! `packet_timeout`, upload records, the notice queue, cancellation; and (module
-//! `redis_stage`) the intake inside the `package` stage and the `taskbus-worker` binary.
-
-mod packager_support;
-
-#[path = "packager_support/redis_stage.rs"]
-mod redis_stage;
+//! `packet_timeout`, upload records, the notice queue, cancellation; the seed's Python
+//! notation, the rejected list, no retry of hopeless statuses, notices beside packaging,
+//! the temp-file sweep and the instance lock; and (module
+//! `packager::redis_stage`) the intake inside the `package` stage and the `taskbus-worker` binary.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use packager_support::*;
+use super::support::*;
 use redis::AsyncCommands;
 use serde_json::{json, Value};
-use taskbus::packager::intake::UploadRecord;
+use taskbus::packager::intake::{RejectedRecord, UploadRecord};
 use taskbus::packager::{
     run_with, NoticeResult, PackageStatus, PackageTask, Packager, PackagerConfig, PackagerEvent,
     StorageTarget,
@@ -486,4 +483,291 @@ async fn cancel_ends_the_blocking_wait() {
         "{:?}",
         started.elapsed()
     );
+}
+
+fn is_delivered(event: &PackagerEvent) -> bool {
+    matches!(
+        event,
+        PackagerEvent::Notice {
+            result: NoticeResult::Delivered,
+            ..
+        }
+    )
+}
+
+/// Issue 12: a task in the seed documents' own notation (a Python dict) was dropped.
+#[tokio::test]
+async fn python_literal_task_of_the_seed_documents_is_packaged() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let Some(_) = write_mother(&cfg, "fuhaoniuniu") else {
+        return;
+    };
+    // 'enforcement': False keeps a package that exists (HAVEN_SUB): only a reader of
+    // the Python notation sees the False.
+    let kept = cfg.sdk_game_path.join("fuhaoniuniu/fuhaoniuniu_10.apk");
+    std::fs::write(&kept, b"built before").unwrap();
+    let mut server = notice_server(&[(200, "success")]).await;
+    for (channel, enforcement) in [(10, "False"), (11, "True")] {
+        let task = format!(
+            "{{'filename': 'fuhaoniuniu', 'channel_id': {channel}, \
+             'extend': {{'channel_version': '1.0', 'enforcement': {enforcement}, 'note': None}}, \
+             'finish_notice_url': '{}'}}",
+            server.url
+        );
+        let _: () = conn.rpush(&cfg.redis_key, task).await.unwrap();
+    }
+
+    let run = start(cfg.clone()).await;
+    let mut codes = Vec::new();
+    for _ in 0..2 {
+        let notice = server.next().await;
+        codes.push((
+            field(&notice, "channel_id").unwrap().to_string(),
+            field(&notice, "errorCode").unwrap().to_string(),
+        ));
+    }
+    codes.sort();
+    assert_eq!(
+        codes,
+        [("10".into(), "403".into()), ("11".into(), "201".into())]
+    );
+    run.stop().await;
+    assert_eq!(std::fs::read(&kept).unwrap(), b"built before");
+    verify_v123(
+        &cfg.sdk_game_path.join("fuhaoniuniu/fuhaoniuniu_11.apk"),
+        "11",
+    );
+    assert_lists_empty(&mut conn, &cfg).await;
+    assert!(list(&mut conn, &cfg.rejected_key()).await.is_empty());
+}
+
+/// Issue 12: an unreadable item vanished with only a log line.
+#[tokio::test]
+async fn unreadable_items_go_to_the_rejected_list_with_a_401_notice() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let mut server = notice_server(&[(200, "success")]).await;
+    let url = &server.url;
+    let items = [
+        // Broken Python, but its notice URL can be read.
+        format!("{{'filename': 'g', 'finish_notice_url': '{url}', 'channel_id': }}"),
+        // JSON, but not an object; nobody to tell.
+        "[1, 2]".to_string(),
+        // A dict without channel_id and channel_version.
+        format!("{{'filename': 'g', 'extend': {{}}, 'finish_notice_url': '{url}'}}"),
+    ];
+    for item in &items {
+        let _: () = conn.rpush(&cfg.redis_key, item).await.unwrap();
+    }
+
+    let mut run = start(cfg.clone()).await;
+    let mut noticed = Vec::new();
+    for _ in 0..items.len() {
+        match wait_for(&mut run.events, "rejected", |e| {
+            matches!(e, PackagerEvent::Rejected { .. })
+        })
+        .await
+        {
+            PackagerEvent::Rejected { noticed: n, .. } => noticed.push(n),
+            other => unreachable!("{other:?}"),
+        }
+    }
+    noticed.sort();
+    assert_eq!(noticed, [false, true, true]);
+    for _ in 0..2 {
+        let notice = server.next().await;
+        assert_eq!(field(&notice, "errorCode"), Some("401"));
+        assert_eq!(field(&notice, "error_key"), Some("ARG_MISS"));
+    }
+    run.stop().await;
+
+    let rejected = list(&mut conn, &cfg.rejected_key()).await;
+    let records: Vec<RejectedRecord> = rejected
+        .iter()
+        .map(|raw| serde_json::from_str(raw).unwrap())
+        .collect();
+    let mut stored: Vec<&str> = records.iter().map(|r| r.item.as_str()).collect();
+    stored.sort();
+    let mut pushed: Vec<&str> = items.iter().map(String::as_str).collect();
+    pushed.sort();
+    assert_eq!(stored, pushed, "each item kept exactly as pushed");
+    for record in &records {
+        assert!(record.reason.starts_with("401 ARG_MISS: "), "{record:?}");
+        assert_eq!(record.list, cfg.processing_key());
+    }
+    let reason_of = |item: &str| &records.iter().find(|r| r.item == item).unwrap().reason;
+    assert!(
+        reason_of(&items[0]).contains("python literal"),
+        "{records:?}"
+    );
+    assert!(reason_of(&items[1]).contains("[1,2]"), "{records:?}");
+    assert!(reason_of(&items[2]).contains("channel_id"), "{records:?}");
+    assert_lists_empty(&mut conn, &cfg).await;
+    let _: () = conn.del(cfg.rejected_key()).await.unwrap();
+}
+
+/// Issue 12: WRONG_APK can never succeed, yet it was retried `packet_retry_max` times,
+/// `log_post_time` apart, before anyone was told.
+#[tokio::test]
+async fn wrong_apk_is_given_up_at_once_and_notified() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.log_post_time = 3600;
+    let Some(_) = write_mother_variant(&cfg, "game", "mother-unsigned.apk") else {
+        return;
+    };
+    let mut server = notice_server(&[(200, "success")]).await;
+    let task = seed_task("game", json!(6), &server.url);
+    let _: () = conn.rpush(&cfg.redis_key, task.to_string()).await.unwrap();
+
+    let mut run = start(cfg.clone()).await;
+    let first = wait_for(&mut run.events, "first outcome", |e| {
+        matches!(
+            e,
+            PackagerEvent::GaveUp { .. } | PackagerEvent::RetryQueued { .. }
+        )
+    })
+    .await;
+    assert!(
+        matches!(
+            first,
+            PackagerEvent::GaveUp {
+                status: PackageStatus::WrongApk,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    let notice = server.next().await;
+    assert_eq!(field(&notice, "errorCode"), Some("404"));
+    assert_eq!(field(&notice, "error_key"), Some("WRONG_APK"));
+    run.stop().await;
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+/// Issue 12: the first notice was sent by the packaging worker, so a slow receiver
+/// held up packaging. Here one notice never gets an answer; the next task is still
+/// packaged and notified.
+#[tokio::test]
+async fn a_hanging_notice_holds_up_neither_packaging_nor_other_notices() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    (cfg.packet_count, cfg.message_count, cfg.notice_timeout) = (1, 1, 2.0);
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
+    let mut server = notice_server(&[(HANG, ""), (200, "success")]).await;
+    for channel in [1, 2] {
+        let task = seed_task("game", json!(channel), &server.url);
+        let _: () = conn.rpush(&cfg.redis_key, task.to_string()).await.unwrap();
+    }
+    let mut run = start(cfg.clone()).await;
+    let hanging = field(&server.next().await, "channel_id")
+        .unwrap()
+        .to_string();
+    let answered = field(&server.next().await, "channel_id")
+        .unwrap()
+        .to_string();
+    assert_ne!(hanging, answered);
+    wait_for(&mut run.events, "the other notice delivered", is_delivered).await;
+    run.stop().await;
+    verify_v123(&cfg.sdk_game_path.join("game/game_1.apk"), "1");
+    verify_v123(&cfg.sdk_game_path.join("game/game_2.apk"), "2");
+    // The hanging notice timed out at stop and waits for its retry.
+    assert_eq!(list(&mut conn, &cfg.notice_key).await.len(), 1);
+    let _: () = conn.del(&cfg.notice_key).await.unwrap();
+    assert_lists_empty(&mut conn, &cfg).await;
+}
+
+/// Issue 12: a SIGKILL left `.taskbus-apk-XXXXXX.tmp` files that no restart removed.
+#[tokio::test]
+async fn temp_files_a_kill_left_are_swept_at_start() {
+    let Some(_conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.tempfile_dir = Some(dir.path().join("scratch"));
+    let game_dir = cfg.sdk_game_path.join("game");
+    let scratch = dir.path().join("scratch");
+    for d in [&game_dir, &scratch] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let left = [
+        game_dir.join(".taskbus-apk..abcdefgh.tmp"),
+        game_dir.join(".taskbus-apk-Ab12Cd.tmp"),
+        scratch.join(".taskbus-apk..QWERTYUI.tmp"),
+    ];
+    let kept = [
+        game_dir.join(".taskbus-apk.other.abcdefgh.tmp"),
+        game_dir.join("game_1.apk"),
+        scratch.join("notes.tmp"),
+    ];
+    for file in left.iter().chain(&kept) {
+        std::fs::write(file, b"x").unwrap();
+    }
+    let mut run = start(cfg.clone()).await;
+    let swept = wait_for(&mut run.events, "sweep", |e| {
+        matches!(e, PackagerEvent::Swept { .. })
+    })
+    .await;
+    run.stop().await;
+    let PackagerEvent::Swept { mut removed } = swept else {
+        unreachable!()
+    };
+    removed.sort();
+    let mut expected = left.to_vec();
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(left.iter().all(|f| !f.exists()));
+    assert!(kept.iter().all(|f| f.exists()));
+}
+
+/// Issue 12: two processes without `instance` took each other's in-flight items.
+#[tokio::test]
+async fn a_second_process_of_one_instance_is_refused_naming_the_lock_key() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let is_started = |e: &PackagerEvent| matches!(e, PackagerEvent::Resumed { list, .. } if *list == cfg.notice_key);
+    let mut first = start(cfg.clone()).await;
+    wait_for(&mut first.events, "first started", is_started).await;
+
+    let second = Arc::new(Packager::new(cfg.clone()).await.unwrap());
+    let refused = run_with(second, CancellationToken::new()).await;
+    let message = format!("{:#}", refused.expect_err("a second holder is refused"));
+    assert!(message.contains("already running"), "{message}");
+    assert!(message.contains(&cfg.instance_lock_key()), "{message}");
+
+    // Another instance on the same keys runs beside it.
+    let other_cfg = PackagerConfig {
+        instance: "other".into(),
+        ..cfg.clone()
+    };
+    let mut other = start(other_cfg.clone()).await;
+    let other_started = |e: &PackagerEvent| matches!(e, PackagerEvent::Resumed { list, .. } if *list == other_cfg.notice_key);
+    wait_for(&mut other.events, "other instance started", other_started).await;
+    other.stop().await;
+
+    first.stop().await;
+    let held: bool = conn.exists(cfg.instance_lock_key()).await.unwrap();
+    assert!(!held, "the lock is released at stop");
+    let mut again = start(cfg.clone()).await;
+    wait_for(&mut again.events, "started again", is_started).await;
+    again.stop().await;
 }

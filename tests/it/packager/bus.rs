@@ -1,19 +1,14 @@
 //! Packager tests without Redis: status codes, `package_one`, the bus handler, uploads
 //! (local directory and S3 on a local moto server), notices and UDP lines.
 //!
-//! Mother APKs are real signed fixtures (`packager_support::fixtures`); every package
+//! Mother APKs are real signed fixtures (`packager::support::fixtures`); every package
 //! built here goes through `apksigner verify`, `zipalign -c 4` and a channel read-back.
-
-mod packager_support;
-
-#[path = "packager_support/bus_stage.rs"]
-mod bus_stage;
 
 use std::sync::Arc;
 
+use super::support::fixtures;
+use super::support::*;
 use object_store::ObjectStoreExt;
-use packager_support::fixtures;
-use packager_support::*;
 use serde_json::json;
 use taskbus::packager::{
     handle_bus_task, package_one, NoticeResult, PackageStatus, PackageTask, Packager,
@@ -216,21 +211,24 @@ async fn v1_only_and_unsigned_mothers_are_wrong_apk() {
             .count();
         assert_eq!(leftovers, 1, "{variant}: only the mother, no temp file");
 
-        // On the bus: a retryable FAIL whose error names the code, an `error` UDP line,
-        // no notice (the bus may still succeed on a later attempt).
+        // On the bus: a final FAIL whose error names the code, an `error` UDP line, and
+        // the 404 notice at once: no later attempt can succeed.
         let err = handle_bus_task(&packager, seed_task(game, json!(2), &server.url))
             .await
             .unwrap_err();
-        assert!(err.is_retryable(), "{err}");
+        assert!(!err.is_retryable(), "{err}");
         assert!(err.to_string().contains("WRONG_APK (404)"), "{err}");
         let (_, level, info) = parse_udp_line(&udp_line(&socket).await);
         assert_eq!(level, "error");
         assert!(info.contains("code=404 error_key=WRONG_APK"), "{info}");
+        let notice = server.next().await;
+        assert_eq!(field(&notice, "errorCode"), Some("404"), "{variant}");
+        assert_eq!(field(&notice, "error_key"), Some("WRONG_APK"), "{variant}");
     }
     packager.close().await;
     assert!(
         server.requests.try_recv().is_err(),
-        "no notice for a retryable failure"
+        "one notice per failure"
     );
 }
 
@@ -527,4 +525,73 @@ async fn bus_task_uploads_to_s3() {
     let local = std::fs::read(out["path"].as_str().unwrap()).unwrap();
     assert_eq!(stored.as_ref(), local.as_slice());
     verify_v123(std::path::Path::new(out["path"].as_str().unwrap()), "77");
+}
+
+/// `../..` up to `/`, then `path`: a relative spelling of an absolute path from the
+/// test's working directory.
+fn relative_from_cwd(path: &std::path::Path) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let mut relative = std::path::PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.join(path.strip_prefix("/").unwrap())
+}
+
+/// Issue 12: the notice's `path` was relative to the worker's working directory.
+#[tokio::test]
+async fn notice_path_is_absolute_whatever_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = bus_config(dir.path());
+    cfg.sdk_game_path = relative_from_cwd(&dir.path().join("sdkgame"));
+    assert!(cfg.sdk_game_path.is_relative());
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
+    let mut server = notice_server(&[(200, "success")]).await;
+    let packager = Packager::new(cfg).await.unwrap();
+    handle_bus_task(&packager, seed_task("game", json!(7), &server.url))
+        .await
+        .unwrap();
+    let notice = server.next().await;
+    let path = std::path::Path::new(field(&notice, "path").unwrap());
+    assert!(path.is_absolute(), "{path:?}");
+    assert_eq!(
+        path.canonicalize().unwrap(),
+        dir.path()
+            .join("sdkgame/game/game_7.apk")
+            .canonicalize()
+            .unwrap()
+    );
+    packager.close().await;
+}
+
+/// Issue 12: bus mode sweeps too, but only temp files no live writer can hold.
+#[tokio::test]
+async fn bus_stage_sweeps_stale_temp_files_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = bus_config(dir.path());
+    let game_dir = cfg.sdk_game_path.join("game");
+    std::fs::create_dir_all(&game_dir).unwrap();
+    let stale = game_dir.join(".taskbus-apk..abcdefgh.tmp");
+    let fresh = game_dir.join(".taskbus-apk..hgfedcba.tmp");
+    for file in [&stale, &fresh] {
+        std::fs::write(file, b"x").unwrap();
+    }
+    let old = std::time::SystemTime::now()
+        - taskbus::packager::stage::BUS_SWEEP_AGE
+        - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let stage =
+        taskbus::packager::stage::PackageStage::new(&cfg, false, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
+    assert!(!stale.exists(), "a stale temp file is swept");
+    assert!(fresh.exists(), "a recent one may be a live write");
+    drop(stage);
 }

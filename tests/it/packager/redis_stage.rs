@@ -1,4 +1,4 @@
-//! The Redis intake inside the `package` stage (included by tests/packager_redis.rs):
+//! The Redis intake inside the `package` stage:
 //! built through `taskbus::stages::build`, and in a `taskbus-worker --stage package`
 //! process that is stopped by SIGHUP or killed with SIGKILL.
 
@@ -11,7 +11,7 @@ use taskbus::config::{Config, WorkerSpec};
 use taskbus::packager::PackagerConfig;
 use tokio::process::{Child, Command};
 
-use crate::packager_support::*;
+use super::support::*;
 
 fn spec() -> WorkerSpec {
     WorkerSpec {
@@ -101,6 +101,7 @@ task_schedule_key = {schedule:?}
 upload_file_schedule_key = {upload:?}
 notice_key = {notice:?}
 redis_sleep_time = 0.2
+instance_lock_secs = 1.0
 udp_host = "127.0.0.1"
 udp_port = {udp}
 [packager.notice_retry]
@@ -223,4 +224,54 @@ async fn worker_killed_while_notifying_resumes_in_the_next_process() {
         assert!(left.is_empty(), "{key}: {left:?}");
     }
     verify_v123(&cfg.sdk_game_path.join("game/game_51.apk"), "51");
+}
+
+/// Issue 12: a Redis-only packager needs no broker; `taskbus packager` serves the
+/// Redis lists alone, with no "lost the broker" lines, until a signal.
+#[tokio::test]
+async fn packager_command_serves_redis_alone_until_sigterm() {
+    let Some(mut conn) = redis_or_skip().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let _socket = udp_receiver(&mut cfg).await;
+    let Some(_) = write_mother(&cfg, "game") else {
+        return;
+    };
+    let config_path = write_bus_toml(dir.path(), &cfg);
+    let mut server = notice_server(&[(200, "success")]).await;
+    let mut packager = Command::new(env!("CARGO_BIN_EXE_taskbus"))
+        .args([
+            "--config",
+            config_path.to_str().unwrap(),
+            "--log-level",
+            "off",
+        ])
+        .arg("packager")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("taskbus packager starts");
+    let task = seed_task("game", json!(61), &server.url).to_string();
+    let _: () = conn.rpush(&cfg.redis_key, &task).await.unwrap();
+    let notice = server.next().await;
+    assert_eq!(field(&notice, "errorCode"), Some("201"));
+    signal(&packager, "-TERM");
+    assert!(wait_exit(&mut packager).await.success());
+    let all = std::fs::read_to_string(dir.path().join("log/all.log")).unwrap();
+    assert!(!all.contains("broker"), "{all}");
+    verify_v123(&cfg.sdk_game_path.join("game/game_61.apk"), "61");
+
+    // A bus-mode configuration has nothing for it to serve.
+    let bus = dir.path().join("bus-mode.toml");
+    std::fs::write(&bus, "[packager]\ntask_type = \"bus\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_taskbus"))
+        .args(["--config", bus.to_str().unwrap(), "packager"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("task_type = \"redis\""), "{err}");
 }
