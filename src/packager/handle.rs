@@ -2,9 +2,10 @@
 //! (retry list, upload, notice, rejected list), one upload attempt, one notice attempt.
 //! Every move records the outcome through `record::Link`, so it survives an outage.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
-use super::intake::UploadRecord;
 use super::notice::{self, notice_record, NoticeNext, NoticeRecord};
 use super::package::{package_one, PackageOutcome};
 use super::queue::Back;
@@ -14,6 +15,21 @@ use super::task::{self, PackageTask};
 use super::udp::UdpLevel;
 use super::{now_ms, Packager, PackagerEvent};
 use redis::RedisResult;
+
+/// A built package waiting for upload; the JSON kept in `upload_file_schedule_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The task, as it came.
+    pub task: PackageTask,
+    /// The package.
+    pub path: PathBuf,
+    /// Failed upload attempts so far.
+    pub attempts: u32,
+    /// Not before this time (Unix milliseconds).
+    pub due_ms: i64,
+    /// Targets that already have the package.
+    pub done: Vec<String>,
+}
 
 /// Packages one task taken into the processing list and moves it on.
 pub(crate) async fn process_task(p: &Packager, link: &mut Link, raw: &str) -> RedisResult<()> {

@@ -10,13 +10,11 @@
 //! atomic (see `queue`) and recorded even across a Redis outage (see `record`), so a
 //! crash at any point loses nothing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,20 +28,7 @@ use super::{lock, now_ms, Packager, PackagerEvent};
 
 pub use super::handle::RejectedRecord;
 
-/// A built package waiting for upload; the JSON kept in `upload_file_schedule_key`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UploadRecord {
-    /// The task, as it came.
-    pub task: PackageTask,
-    /// The package.
-    pub path: PathBuf,
-    /// Failed upload attempts so far.
-    pub attempts: u32,
-    /// Not before this time (Unix milliseconds).
-    pub due_ms: i64,
-    /// Targets that already have the package.
-    pub done: Vec<String>,
-}
+pub use super::handle::UploadRecord;
 
 #[derive(Debug, Clone, Copy)]
 enum Role {

@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::decode::Typed;
 use super::{code, ProtocolError};
-use crate::store::HistoryRecord;
 use crate::task::NewTask;
 
 /// The frames of one client request as the ROUTER delivers them.
@@ -361,6 +360,19 @@ pub const INVALID_QUEUE: &str = "invalid queue";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PutReply {
     pub guids: Vec<String>,
+}
+
+/// One finished task kept for `task_status` and the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub guid: String,
+    pub topic: String,
+    /// `done` or `deleted`.
+    pub outcome: String,
+    pub attempt: u32,
+    pub finished_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One topic's counters, as `stats` reports them.

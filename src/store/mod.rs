@@ -43,18 +43,7 @@ pub struct TaskRecord {
     pub created_at_ms: i64,
 }
 
-/// One finished task kept for `task_status` and the dashboard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryRecord {
-    pub guid: String,
-    pub topic: String,
-    /// `done` or `deleted`.
-    pub outcome: String,
-    pub attempt: u32,
-    pub finished_at_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use crate::protocol::client::HistoryRecord;
 
 /// One change to the broker's durable state.
 #[derive(Debug, Clone, PartialEq)]
