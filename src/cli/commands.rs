@@ -4,9 +4,10 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::client::Client;
+use crate::protocol::client::{ClientRequest, ListFilter};
 use crate::task::NewTask;
 
 /// A client command.
@@ -101,7 +102,7 @@ pub enum DeadAction {
 }
 
 /// Runs one request and prints its reply as JSON.
-pub async fn run(client: &mut Client, request: &Value) -> anyhow::Result<()> {
+pub async fn run(client: &mut Client, request: &ClientRequest) -> anyhow::Result<()> {
     let reply = client.request(request).await?;
     println!("{}", serde_json::to_string_pretty(&reply)?);
     Ok(())
@@ -109,57 +110,52 @@ pub async fn run(client: &mut Client, request: &Value) -> anyhow::Result<()> {
 
 /// The request a command sends (reading its input first, so that bad input is
 /// reported before any connection is tried).
-pub fn request(command: ClientCommand) -> anyhow::Result<Value> {
+pub fn request(command: ClientCommand) -> anyhow::Result<ClientRequest> {
     let request = match command {
-        ClientCommand::GetSize { topic } => json!({"type": "get_size", "topic": topic}),
-        ClientCommand::GetTask { topic, count } => {
-            json!({"type": "get_task", "topic": topic, "count": count})
-        }
-        ClientCommand::Put { file, topic } => {
-            let tasks = read_tasks(file, topic)?;
-            json!({"type": "put_task", "tasks": tasks})
-        }
-        ClientCommand::Ack { guids } => json!({"type": "ack", "guids": guids}),
+        ClientCommand::GetSize { topic } => ClientRequest::GetSize { topic },
+        ClientCommand::GetTask { topic, count } => ClientRequest::GetTask { topic, count },
+        ClientCommand::Put { file, topic } => ClientRequest::PutTask {
+            tasks: read_tasks(file, topic)?,
+        },
+        ClientCommand::Ack { guids } => ClientRequest::Ack { guids },
         ClientCommand::Nack {
             guid,
             permanent,
             error,
-        } => {
-            json!({"type": "nack", "guid": guid, "retryable": !permanent, "error": error})
-        }
-        ClientCommand::Stats => json!({"type": "stats"}),
-        ClientCommand::Status { guid } => json!({"type": "task_status", "guid": guid}),
+        } => ClientRequest::Nack {
+            guid,
+            retryable: !permanent,
+            error,
+        },
+        ClientCommand::Stats => ClientRequest::Stats,
+        ClientCommand::Status { guid } => ClientRequest::TaskStatus { guid },
         ClientCommand::List {
             topic,
             state,
             limit,
-        } => {
-            json!({"type": "list_tasks", "topic": topic, "state": state, "limit": limit})
-        }
-        ClientCommand::AddTask { file } => {
-            let mut spec = read_object(file)?;
-            spec.insert("type".into(), json!("add_task"));
-            Value::Object(spec)
-        }
+        } => ClientRequest::ListTasks(ListFilter {
+            topic,
+            state,
+            limit,
+        }),
+        ClientCommand::AddTask { file } => ClientRequest::AddTask {
+            spec: Value::Object(read_object(file)?),
+        },
         ClientCommand::ModifyTask { id, file } => {
             let mut patch = read_object(file)?;
-            patch.insert("type".into(), json!("modify_task"));
-            patch.insert("id".into(), json!(id));
-            Value::Object(patch)
+            patch.remove("id");
+            ClientRequest::ModifyTask {
+                id,
+                patch: Value::Object(patch),
+            }
         }
-        ClientCommand::PauseTask { id } => json!({"type": "pause_task", "id": id}),
-        ClientCommand::ResumeTask { id } => json!({"type": "resume_task", "id": id}),
-        ClientCommand::DeleteTask { id, by } => json!({"type": "delete_task", "id": id, "by": by}),
+        ClientCommand::PauseTask { id } => ClientRequest::PauseTask { id },
+        ClientCommand::ResumeTask { id } => ClientRequest::ResumeTask { id },
+        ClientCommand::DeleteTask { id, by } => ClientRequest::DeleteTask { id, by },
         ClientCommand::Dead { action } => match action {
-            DeadAction::List { topic, limit } => {
-                json!({"type": "dead_list", "topic": topic, "limit": limit})
-            }
-            DeadAction::Retry { topic, guids } => {
-                json!({"type": "dead_retry", "topic": topic, "guids": guids})
-            }
-            DeadAction::Purge { topic, guids } => {
-                json!({"type": "dead_purge", "topic": topic, "guids": guids})
-            }
+            DeadAction::List { topic, limit } => ClientRequest::DeadList { topic, limit },
+            DeadAction::Retry { topic, guids } => ClientRequest::DeadRetry { topic, guids },
+            DeadAction::Purge { topic, guids } => ClientRequest::DeadPurge { topic, guids },
         },
     };
     Ok(request)
