@@ -137,6 +137,11 @@ impl Commits {
         self.in_flight.is_some() || !self.staged_ops.is_empty()
     }
 
+    /// Whether a batch is being written now.
+    pub fn writing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     /// When the pipeline may start again after a failure.
     pub fn held_until(&self) -> Option<Instant> {
         self.hold_until.filter(|_| self.in_flight.is_none())

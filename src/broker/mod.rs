@@ -310,16 +310,22 @@ async fn drain(mut core: Core, mut io: Io, mut event_rx: mpsc::Receiver<Event>) 
     // failing gets a few more tries, then what it holds is given up with a log line.
     let mut failures = 0;
     while io.commits.busy() && failures < 3 {
+        if !io.commits.writing() {
+            // Staged but not started: the pipeline pauses after a failure.
+            if let Some(until) = io.commits.held_until() {
+                tokio::time::sleep_until(until).await;
+            }
+            io.flush(&mut core, Outbox::default()).await;
+            if !io.commits.writing() {
+                break;
+            }
+        }
         match event_rx.recv().await {
             Some(Event::Committed { batch, result }) => {
                 if result.is_err() {
                     failures += 1;
                 }
                 io.on_committed(&mut core, batch, result, Instant::now());
-                if let Some(until) = io.commits.held_until() {
-                    tokio::time::sleep_until(until).await;
-                }
-                io.flush(&mut core, Outbox::default()).await;
             }
             Some(_) => {}
             None => break,
