@@ -59,18 +59,24 @@ async fn main() {
     }
 }
 
+/// A token cancelled on Ctrl-C or SIGTERM (after the signal's own handling).
+fn stop_on_signal(config: &std::sync::Arc<taskbus::config::Config>) -> CancellationToken {
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (stop, config) = (stop.clone(), config.clone());
+        async move {
+            taskbus::cli::on_signal(shutdown_signal().await, &config).await;
+            stop.cancel();
+        }
+    });
+    stop
+}
+
 async fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             let config = cli.common.setup()?;
-            let stop = CancellationToken::new();
-            tokio::spawn({
-                let (stop, config) = (stop.clone(), config.clone());
-                async move {
-                    taskbus::cli::on_signal(shutdown_signal().await, &config).await;
-                    stop.cancel();
-                }
-            });
+            let stop = stop_on_signal(&config);
             if !config.run.exit_when_idle {
                 eprintln!("taskbus running (Ctrl-C stops)");
             }
@@ -81,14 +87,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Packager => {
             let config = cli.common.setup()?;
-            let stop = CancellationToken::new();
-            tokio::spawn({
-                let (stop, config) = (stop.clone(), config.clone());
-                async move {
-                    taskbus::cli::on_signal(shutdown_signal().await, &config).await;
-                    stop.cancel();
-                }
-            });
+            let stop = stop_on_signal(&config);
             taskbus::cli::serve_packager(&config, stop).await
         }
         Command::Apk { command } => taskbus::apk::cli::run(command),

@@ -422,11 +422,7 @@ impl State {
         let extra = extra_of(&envelope);
         let explicit_guid = envelope.guid.filter(|g| !g.is_empty() && g != parent);
         let guid = explicit_guid.unwrap_or_else(|| child_guid(parent, index));
-        // The seed's envelope carries its own topic; keep it true.
-        let body = match envelope.body.routing().topic {
-            Some(own) if own != topic => envelope.body.with_topic(&topic),
-            _ => envelope.body,
-        };
+        let body = envelope.body;
         let before = self.explicit.len();
         let _ = self.insert_new(&topic, guid, true, body, extra, Origin::Derived);
         self.explicit.len() > before
@@ -480,6 +476,8 @@ fn record_of(topic: &str, slot: &Slot, state: StoredState) -> TaskRecord {
 
 /// The topic of each next-stage envelope: `body.callback.topic` (the seed's field),
 /// else `next_topic` (the DONE's, else the worker's), else the envelope's `topic`.
+/// The seed's envelope carries its own `topic`: it is set to the destination. Each
+/// body is walked once.
 fn route(
     guid: &str,
     next: Vec<NewTask>,
@@ -487,15 +485,19 @@ fn route(
 ) -> Result<Vec<(String, NewTask)>, ProtocolError> {
     next.into_iter()
         .enumerate()
-        .map(|(index, envelope)| {
-            let topic = envelope
-                .body
-                .routing()
+        .map(|(index, mut envelope)| {
+            let routing = envelope.body.routing();
+            let topic = routing
                 .callback_topic
                 .or_else(|| next_topic.filter(|t| !t.is_empty()).map(str::to_owned))
                 .or_else(|| envelope.topic.clone().filter(|t| !t.is_empty()));
             match topic {
-                Some(topic) => Ok((topic, envelope)),
+                Some(topic) => {
+                    if routing.topic.is_some_and(|own| own != topic) {
+                        envelope.body = envelope.body.with_topic(&topic);
+                    }
+                    Ok((topic, envelope))
+                }
                 None => Err(ProtocolError::new(
                     code::UNROUTABLE,
                     format!(
