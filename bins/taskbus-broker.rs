@@ -30,14 +30,23 @@ async fn main() {
 
 async fn real_main(cli: Cli) -> anyhow::Result<()> {
     let config = cli.common.setup()?;
-    let broker = Broker::bind(config).await?;
+    let broker = Broker::bind(config.clone()).await?;
     let endpoints = broker.endpoints().clone();
+    let shutdown = CancellationToken::new();
+    let http = taskbus::http::start(
+        &config.http,
+        &config.store.data_dir,
+        taskbus::run::http_limits(&config),
+        broker.caller(),
+        shutdown.clone(),
+    )
+    .await?;
+    let http = http.map_or_else(|| "off".to_owned(), |h| format!("http://{}", h.address));
     // One line on stdout with the bound endpoints, for scripts and tests.
     println!(
-        "listening client={} worker={} events={}",
+        "listening client={} worker={} events={} http={http}",
         endpoints.client, endpoints.worker, endpoints.events
     );
-    let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let _ = shutdown_signal().await;

@@ -47,6 +47,16 @@ enum Command {
         #[command(subcommand)]
         command: taskbus::apk::cli::ApkCommand,
     },
+    /// Users of the HTTP API and web site (the accounts file on this machine).
+    User {
+        #[command(subcommand)]
+        command: taskbus::cli::accounts::UserCommand,
+    },
+    /// API tokens (`Authorization: Bearer TOKEN`).
+    Token {
+        #[command(subcommand)]
+        command: taskbus::cli::accounts::TokenCommand,
+    },
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -91,6 +101,12 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             taskbus::cli::serve_packager(&config, stop).await
         }
         Command::Apk { command } => taskbus::apk::cli::run(command),
+        Command::User { command } => {
+            taskbus::cli::accounts::user(&*cli.common.load_config()?, command)
+        }
+        Command::Token { command } => {
+            taskbus::cli::accounts::token(&*cli.common.load_config()?, command)
+        }
         Command::Client(command) => {
             let request = commands::request(command)?;
             let config = cli.common.load_config()?;

@@ -1,5 +1,6 @@
 //! taskbus: a ZeroMQ message bus for crawl pipelines and APK channel packaging.
 
+pub mod accounts;
 pub mod apk;
 pub mod bench;
 pub mod body;
@@ -8,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod crawl;
+pub mod http;
 pub mod logging;
 pub mod net;
 pub mod packager;

@@ -26,6 +26,8 @@ pub const SITE_PLACEHOLDER: &str = "{example_site}";
 /// The broker and workers of one process, running.
 pub struct Running {
     pub endpoints: Endpoints,
+    /// Where the HTTP API and web site listen, when `[http] listen` is set.
+    pub http: Option<std::net::SocketAddr>,
     /// Where the example site listens, when it runs.
     pub site: Option<std::net::SocketAddr>,
     /// The crawl stages' counters.
@@ -62,6 +64,15 @@ pub async fn start(config: Arc<Config>) -> anyhow::Result<Running> {
     let broker = Broker::bind(config.clone()).await?;
     let endpoints = broker.endpoints().clone();
     let broker_stop = CancellationToken::new();
+    let http = crate::http::start(
+        &config.http,
+        &config.store.data_dir,
+        http_limits(&config),
+        broker.caller(),
+        broker_stop.clone(),
+    )
+    .await?
+    .map(|running| running.address);
     let broker_task = tokio::spawn(broker.run(broker_stop.clone()));
     let site_stop = CancellationToken::new();
     let site = start_site(&config.run.example_site, site_stop.clone()).await?;
@@ -93,6 +104,7 @@ pub async fn start(config: Arc<Config>) -> anyhow::Result<Running> {
     workers.close();
     let running = Running {
         endpoints,
+        http,
         site,
         metrics,
         started: Instant::now(),
@@ -106,6 +118,14 @@ pub async fn start(config: Arc<Config>) -> anyhow::Result<Running> {
     };
     running.put_seeds().await?;
     Ok(running)
+}
+
+/// The broker's request limits, for the HTTP face.
+pub fn http_limits(config: &Config) -> crate::http::Limits {
+    crate::http::Limits {
+        max_message_bytes: config.broker.max_message_bytes,
+        max_get_count: config.broker.max_get_count,
+    }
 }
 
 async fn start_site(

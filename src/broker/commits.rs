@@ -206,6 +206,7 @@ mod tests {
     fn reply(format: Format, body: &Value, accepts_work: bool) -> Reply {
         Reply {
             frames: vec![Bytes::from("peer"), Bytes::new(), encode(format, body)],
+            answer: None,
             format,
             accepts_work,
         }
@@ -271,11 +272,12 @@ mod tests {
     fn a_committed_batch_releases_its_replies_and_round() {
         let mut commits = Commits::new(None);
         let sent = reply(Format::Json, &json!({"guids": ["a"]}), true);
-        in_flight(&mut commits, vec![sent.clone()], Some(2));
+        let sent_frames = sent.frames.clone();
+        in_flight(&mut commits, vec![sent], Some(2));
         let finished = commits.finish(7, Ok(()), Instant::now(), |_| unreachable!());
         assert!(finished.failure.is_none());
         assert_eq!(finished.round, Some(2));
-        assert_eq!(finished.replies[0].frames, sent.frames);
+        assert_eq!(finished.replies[0].frames, sent_frames);
         assert!(!commits.busy());
     }
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use super::outbox::{Outbox, Reply};
+use super::Call;
 use super::schedule::Scheduling;
 use super::state::State;
 use super::workers::{peer_name, WorkerEntry};
@@ -74,6 +75,7 @@ impl Core {
                 let body = encode(format, &error.to_value());
                 out.replies.push(Reply {
                     frames: ClientFrames::reply(peer, delimited, body),
+                    answer: None,
                     format,
                     accepts_work: false,
                 });
@@ -106,7 +108,24 @@ impl Core {
         let frames = ClientFrames::reply(request.peer, request.delimited, body);
         out.replies.push(Reply {
             frames,
+            answer: None,
             format,
+            accepts_work,
+        });
+    }
+
+    /// Handles one typed request from another transport (HTTP): the same verbs, the
+    /// same replies in JSON, sent after the same commit.
+    pub fn on_call(&mut self, call: Call, now: Instant, out: &mut Outbox) {
+        let Call { request, answer } = call;
+        let accepts_work = request.accepts_work();
+        let body = self
+            .answer(request, Format::Json, now, out)
+            .unwrap_or_else(|error| encode(Format::Json, &error.to_value()));
+        out.replies.push(Reply {
+            frames: vec![body],
+            answer: Some(answer),
+            format: Format::Json,
             accepts_work,
         });
     }

@@ -79,7 +79,7 @@ impl Io {
             to_workers.push((id, task_message(&tasks)));
         }
         for reply in std::mem::take(&mut self.released) {
-            self.send_client(reply.frames).await;
+            self.send_client(reply).await;
         }
         let round = core.state.seal_round();
         self.commits
@@ -89,7 +89,7 @@ impl Io {
             core.state.release(round);
         }
         for reply in ready {
-            self.send_client(reply.frames).await;
+            self.send_client(reply).await;
         }
         for (id, message) in to_workers {
             self.send_worker(core, id, message).await;
@@ -103,7 +103,15 @@ impl Io {
         }
     }
 
-    async fn send_client(&mut self, frames: Vec<Bytes>) {
+    async fn send_client(&mut self, reply: Reply) {
+        let Reply {
+            mut frames, answer, ..
+        } = reply;
+        if let Some(answer) = answer {
+            // The caller may have given up (its HTTP client went away): nothing to do.
+            let _ = answer.send(frames.pop().unwrap_or_default());
+            return;
+        }
         let peer = workers::peer_name(&frames[0]);
         let message = ZmqMessage::try_from(frames).expect("reply frames are not empty");
         match tokio::time::timeout(self.config.broker.send_timeout(), self.client.send(message))

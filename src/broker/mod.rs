@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use zeromq::prelude::*;
@@ -25,6 +25,7 @@ use zeromq::{PubSocket, RouterSocket};
 
 use crate::config::{Config, StoreKind};
 use crate::net;
+use crate::protocol::client::ClientRequest;
 use crate::protocol::worker::BrokerMessage;
 use crate::protocol::{code, ProtocolError};
 use crate::store::sqlite::{FailedCommit, SqliteStore, StoreWriter};
@@ -65,10 +66,49 @@ pub struct Endpoints {
     pub events: String,
 }
 
+/// A typed client request from another transport (HTTP), with where its reply body
+/// (JSON, exactly as the ZeroMQ client endpoint would answer) goes.
+#[derive(Debug)]
+pub struct Call {
+    pub request: ClientRequest,
+    pub answer: oneshot::Sender<Bytes>,
+}
+
+/// Hands calls to a running broker's loop; cheap to clone.
+#[derive(Clone)]
+pub struct Caller {
+    events: mpsc::Sender<Event>,
+}
+
+/// The broker did not answer a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("the broker is stopping")]
+    Stopped,
+    #[error("the broker is overloaded")]
+    Busy,
+}
+
+impl Caller {
+    /// Sends `request` to the broker's loop and waits for its reply body. A full
+    /// event queue refuses the call at once rather than waiting.
+    pub async fn call(&self, request: ClientRequest) -> Result<Bytes, CallError> {
+        let (answer, reply) = oneshot::channel();
+        self.events
+            .try_send(Event::Call(Call { request, answer }))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => CallError::Busy,
+                mpsc::error::TrySendError::Closed(_) => CallError::Stopped,
+            })?;
+        reply.await.map_err(|_| CallError::Stopped)
+    }
+}
+
 /// One input of the broker's loop.
 enum Event {
     Client(Vec<Bytes>),
     Worker(Vec<Bytes>),
+    Call(Call),
     Committed {
         batch: u64,
         result: Result<(), FailedCommit>,
@@ -84,6 +124,8 @@ pub struct Broker {
     endpoints: Endpoints,
     store: Option<SqliteStore>,
     clock: Arc<dyn Clock>,
+    event_tx: mpsc::Sender<Event>,
+    event_rx: mpsc::Receiver<Event>,
 }
 
 impl Broker {
@@ -103,6 +145,7 @@ impl Broker {
             worker: net::bind(&mut worker, "worker", &config.broker.worker_endpoint).await?,
             events: net::bind(&mut events, "events", &config.broker.events_endpoint).await?,
         };
+        let (event_tx, event_rx) = mpsc::channel::<Event>(4096);
         Ok(Broker {
             config,
             client,
@@ -111,6 +154,8 @@ impl Broker {
             endpoints,
             store,
             clock: Arc::new(SystemClock),
+            event_tx,
+            event_rx,
         })
     }
 
@@ -124,11 +169,17 @@ impl Broker {
         &self.endpoints
     }
 
+    /// A handle through which another transport (HTTP) calls the running broker.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            events: self.event_tx.clone(),
+        }
+    }
+
     /// Serves until `shutdown` is cancelled, then stops taking work, lets the store
     /// flush, and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
-        let (event_tx, event_rx) = mpsc::channel::<Event>(4096);
-        let (mut core, mut io, readers) = self.restore(event_tx)?;
+        let (mut core, mut io, readers, event_rx) = self.restore()?;
         let event_rx = serve(&mut core, &mut io, event_rx, &shutdown).await;
         drain(core, io, event_rx).await;
         readers.cancel();
@@ -138,10 +189,10 @@ impl Broker {
 
     /// Loads the store into the state and starts the socket readers and the store
     /// writer.
+    #[allow(clippy::type_complexity)]
     fn restore(
         self,
-        event_tx: mpsc::Sender<Event>,
-    ) -> Result<(Core, Io, CancellationToken), BrokerError> {
+    ) -> Result<(Core, Io, CancellationToken, mpsc::Receiver<Event>), BrokerError> {
         let Broker {
             clock,
             config,
@@ -150,6 +201,8 @@ impl Broker {
             events,
             endpoints,
             store,
+            event_tx,
+            event_rx,
         } = self;
         let (client_send, client_recv) = client.split();
         let (worker_send, worker_recv) = worker.split();
@@ -213,7 +266,7 @@ impl Broker {
             clock,
             saved_schedule,
         ));
-        Ok((core, io, readers))
+        Ok((core, io, readers, event_rx))
     }
 }
 
@@ -276,6 +329,7 @@ fn handle(core: &mut Core, io: &mut Io, event: Event, now: Instant, out: &mut Ou
     match event {
         Event::Client(frames) => core.on_client(frames, now, out),
         Event::Worker(frames) => core.on_worker(frames, now, out),
+        Event::Call(call) => core.on_call(call, now, out),
         Event::Committed { batch, result } => io.on_committed(core, batch, result, now),
     }
 }

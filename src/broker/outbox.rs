@@ -3,14 +3,19 @@
 
 use bytes::Bytes;
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::protocol::worker::{encode_broker_message, BrokerMessage};
 use crate::protocol::{encode, Format, ProtocolError};
 
-/// A reply to a client: its ROUTER frames and the encoding of the request.
-#[derive(Debug, Clone)]
+/// A reply to a client: its ROUTER frames (or, for a call from another transport,
+/// the body alone) and the encoding of the request.
+#[derive(Debug)]
 pub struct Reply {
     pub frames: Vec<Bytes>,
+    /// Where a call from another transport (HTTP) waits for the body; `None` for the
+    /// ZeroMQ client endpoint, whose frames name the peer.
+    pub answer: Option<oneshot::Sender<Bytes>>,
     pub format: Format,
     /// Whether the reply accepts work (a put, a new total task): when the commit
     /// holding it fails, the reply becomes `store_unavailable`.

@@ -1,6 +1,7 @@
 //! What the binaries share: loading the configuration, setting up logs, waiting for
 //! a shutdown signal, and the client commands of `taskbus`.
 
+pub mod accounts;
 pub mod commands;
 
 use std::path::PathBuf;

@@ -27,6 +27,7 @@ pub use run::RunConfig;
 pub use store::{StoreConfig, StoreKind, Synchronous};
 
 use crate::crawl::config::CrawlConfig;
+use crate::http::config::HttpConfig;
 use crate::packager::config::PackagerConfig;
 use crate::scheduler::SchedulerConfig;
 use crate::storer::StorerConfig;
@@ -73,6 +74,7 @@ pub struct Config {
     /// The workers that `taskbus run` starts inside its own process.
     pub workers: Vec<WorkerSpec>,
     pub run: RunConfig,
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -123,6 +125,7 @@ impl Config {
             .validate()
             .map_err(|e| format!("packager: {e}"))?;
         self.worker.validate()?;
+        self.http.validate()?;
         for (index, spec) in self.workers.iter().enumerate() {
             spec.validate(index)?;
         }

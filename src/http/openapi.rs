@@ -1,0 +1,83 @@
+//! The OpenAPI 3 document of the HTTP API, generated from the handlers' annotations
+//! and the request and reply types (utoipa), served at `GET /api/openapi.json`.
+
+use axum::Json;
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// An error reply: a message for people, a stable code for programs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorReply {
+    pub error: String,
+    /// malformed, bad_frames, too_large, unknown_type, bad_request, unknown_topic,
+    /// not_found, not_leased, store_unavailable, shutting_down, unroutable,
+    /// unauthorized, forbidden, conflict
+    pub code: String,
+}
+
+/// A client request: `type` names the verb, the other fields are the verb's (see
+/// docs/PROTOCOL.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnyRequest {
+    /// get_task, get_size, put_task, ack, nack, list_tasks, task_status, stats,
+    /// dead_list, dead_retry, dead_purge, add_task, modify_task, pause_task,
+    /// resume_task, delete_task
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "taskbus", description = "The taskbus broker over HTTP: the client verbs of the ZeroMQ endpoint (POST /api), resource routes, accounts."),
+    paths(
+        super::api::post_api,
+        super::routes::stats,
+        super::routes::size,
+        super::routes::put_tasks,
+        super::routes::topic_tasks,
+        super::routes::task,
+        super::routes::total_tasks,
+        super::routes::add_total_task,
+        super::routes::modify_total_task,
+        super::routes::delete_total_task,
+        super::routes::pause_total_task,
+        super::routes::resume_total_task,
+        super::routes::dead,
+        super::routes::dead_retry,
+        super::routes::dead_purge,
+        super::admin::list_users,
+        super::admin::add_user,
+        super::admin::remove_user,
+        super::admin::list_tokens,
+        super::admin::create_token,
+        super::admin::revoke_token,
+        super::admin::audit,
+    ),
+    components(schemas(ErrorReply, AnyRequest)),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                super::auth::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// `GET /api/openapi.json`.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
