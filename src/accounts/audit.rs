@@ -46,15 +46,16 @@ impl Accounts {
         let mut statement = db.prepare(
             "SELECT id, at_ms, who, action, detail FROM audit WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = statement.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |row| {
-            Ok(AuditLine {
-                id: row.get(0)?,
-                at_ms: row.get(1)?,
-                who: row.get(2)?,
-                action: row.get(3)?,
-                detail: row.get(4)?,
-            })
-        })?;
+        let rows =
+            statement.query_map(params![before.unwrap_or(i64::MAX), limit as i64], |row| {
+                Ok(AuditLine {
+                    id: row.get(0)?,
+                    at_ms: row.get(1)?,
+                    who: row.get(2)?,
+                    action: row.get(3)?,
+                    detail: row.get(4)?,
+                })
+            })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -26,7 +26,10 @@ impl Accounts {
         let csrf = random_secret();
         let expires = now_ms() + (hours * 3_600_000.0) as i64;
         let db = self.db();
-        db.execute("DELETE FROM sessions WHERE expires_ms < ?1", params![now_ms()])?;
+        db.execute(
+            "DELETE FROM sessions WHERE expires_ms < ?1",
+            params![now_ms()],
+        )?;
         db.execute(
             "INSERT INTO sessions (id_hash, user, csrf, expires_ms) VALUES (?1, ?2, ?3, ?4)",
             params![secret_hash(&id), user, csrf, expires],

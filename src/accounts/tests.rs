@@ -5,7 +5,9 @@ use super::*;
 #[test]
 fn a_password_is_checked_and_a_wrong_one_refused() {
     let accounts = Accounts::in_memory().unwrap();
-    accounts.add_user("ana", Role::Admin, "correct horse").unwrap();
+    accounts
+        .add_user("ana", Role::Admin, "correct horse")
+        .unwrap();
     let who = accounts.check_password("ana", "correct horse").unwrap();
     assert_eq!(who.role, Role::Admin);
     assert!(accounts.check_password("ana", "wrong horse").is_none());
@@ -29,7 +31,9 @@ fn the_file_holds_no_password_and_no_token_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(FILE_NAME);
     let accounts = Accounts::open(&path).unwrap();
-    accounts.add_user("ana", Role::Admin, "correct horse").unwrap();
+    accounts
+        .add_user("ana", Role::Admin, "correct horse")
+        .unwrap();
     let secret = accounts.create_token("ci", Role::Operator).unwrap();
     drop(accounts);
     let bytes = std::fs::read(&path).unwrap();
@@ -55,7 +59,9 @@ fn a_revoked_token_stops_working_at_once() {
 #[test]
 fn a_session_ends_with_logout_removal_and_a_new_password() {
     let accounts = Accounts::in_memory().unwrap();
-    accounts.add_user("ana", Role::Operator, "correct horse").unwrap();
+    accounts
+        .add_user("ana", Role::Operator, "correct horse")
+        .unwrap();
     let first = accounts.open_session("ana", 1.0).unwrap();
     let live = accounts.session(&first.id).unwrap();
     assert_eq!(live.identity.role, Role::Operator);
@@ -76,7 +82,9 @@ fn a_session_ends_with_logout_removal_and_a_new_password() {
 fn the_audit_log_keeps_the_newest_lines() {
     let accounts = Accounts::in_memory().unwrap();
     for i in 0..5 {
-        accounts.audit("ana", "put_task", &format!("n={i}"), 3).unwrap();
+        accounts
+            .audit("ana", "put_task", &format!("n={i}"), 3)
+            .unwrap();
     }
     let lines = accounts.audit_lines(10, None).unwrap();
     let details: Vec<_> = lines.iter().map(|l| l.detail.as_str()).collect();

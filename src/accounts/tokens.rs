@@ -2,8 +2,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{check_name, now_ms, random_secret, secret_hash, Accounts, AccountsError, Identity};
 use super::Role;
+use super::{check_name, now_ms, random_secret, secret_hash, Accounts, AccountsError, Identity};
 
 /// Every token starts with this, so that a leaked one is easy to search for.
 pub const TOKEN_PREFIX: &str = "tbk_";
@@ -46,9 +46,8 @@ impl Accounts {
 
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, AccountsError> {
         let db = self.db();
-        let mut statement = db.prepare(
-            "SELECT name, role, created_ms, last_used_ms FROM tokens ORDER BY name",
-        )?;
+        let mut statement =
+            db.prepare("SELECT name, role, created_ms, last_used_ms FROM tokens ORDER BY name")?;
         let rows = statement.query_map([], |row| {
             Ok(TokenInfo {
                 name: row.get(0)?,

@@ -94,8 +94,7 @@ impl Accounts {
 
     pub fn list_users(&self) -> Result<Vec<UserInfo>, AccountsError> {
         let db = self.db();
-        let mut statement =
-            db.prepare("SELECT name, role, created_ms FROM users ORDER BY name")?;
+        let mut statement = db.prepare("SELECT name, role, created_ms FROM users ORDER BY name")?;
         let rows = statement.query_map([], |row| {
             Ok(UserInfo {
                 name: row.get(0)?,

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use super::outbox::{Outbox, Reply};
-use super::Call;
 use super::schedule::Scheduling;
 use super::state::State;
 use super::workers::{peer_name, WorkerEntry};
+use super::Call;
 use crate::config::Config;
 use crate::protocol::client::{ClientFrames, ClientRequest};
 use crate::protocol::decode::peek;

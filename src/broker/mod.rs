@@ -190,9 +190,7 @@ impl Broker {
     /// Loads the store into the state and starts the socket readers and the store
     /// writer.
     #[allow(clippy::type_complexity)]
-    fn restore(
-        self,
-    ) -> Result<(Core, Io, CancellationToken, mpsc::Receiver<Event>), BrokerError> {
+    fn restore(self) -> Result<(Core, Io, CancellationToken, mpsc::Receiver<Event>), BrokerError> {
         let Broker {
             clock,
             config,

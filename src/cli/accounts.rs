@@ -116,7 +116,12 @@ pub fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { name, role } => {
             let secret = accounts.create_token(&name, role)?;
-            accounts.audit(&who, "token_create", &format!("token={name} role={role}"), keep)?;
+            accounts.audit(
+                &who,
+                "token_create",
+                &format!("token={name} role={role}"),
+                keep,
+            )?;
             println!("{secret}");
         }
         TokenCommand::List => {

@@ -8,7 +8,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::auth::Visitor;
-use super::{error_reply, SiteRef, CONFLICT, FORBIDDEN};
+use super::site::{error_reply, SiteRef, CONFLICT, FORBIDDEN};
 use crate::accounts::{AccountsError, Role};
 use crate::protocol::code;
 
@@ -30,7 +30,10 @@ fn admin_only(visitor: &Visitor, what: &str) -> Result<(), Response> {
         visitor.identity.name,
         visitor.identity.role
     );
-    Err(error_reply(FORBIDDEN, format!("{what} needs the admin role")))
+    Err(error_reply(
+        FORBIDDEN,
+        format!("{what} needs the admin role"),
+    ))
 }
 
 fn accounts_error(error: AccountsError) -> Response {
@@ -54,7 +57,7 @@ fn accounts_error(error: AccountsError) -> Response {
 /// The users (admin).
 #[utoipa::path(get, path = "/api/users", tag = "accounts",
     responses((status = 200, description = "users with their roles", body = serde_json::Value),
-              (status = 403, description = "not an admin", body = crate::http::openapi::ErrorReply)),
+              (status = 403, description = "not an admin", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn list_users(State(site): State<SiteRef>, Extension(v): Extension<Visitor>) -> Response {
     if let Err(refusal) = admin_only(&v, "listing users") {
@@ -77,8 +80,8 @@ pub struct NewUser {
 /// Adds a user (admin).
 #[utoipa::path(post, path = "/api/users", tag = "accounts", request_body = NewUser,
     responses((status = 201, description = "added"),
-              (status = 400, description = "bad name, role or password", body = crate::http::openapi::ErrorReply),
-              (status = 409, description = "the name exists", body = crate::http::openapi::ErrorReply)),
+              (status = 400, description = "bad name, role or password", body = super::openapi::ErrorReply),
+              (status = 409, description = "the name exists", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn add_user(
     State(site): State<SiteRef>,
@@ -98,7 +101,11 @@ pub async fn add_user(
         tokio::task::spawn_blocking(move || accounts.add_user(&name, role, &user.password)).await;
     match added {
         Ok(Ok(())) => {
-            site.audit(&v.identity.name, "user_add", &format!("user={} role={role}", user.name));
+            site.audit(
+                &v.identity.name,
+                "user_add",
+                &format!("user={} role={role}", user.name),
+            );
             StatusCode::CREATED.into_response()
         }
         Ok(Err(error)) => accounts_error(error),
@@ -110,7 +117,7 @@ pub async fn add_user(
 #[utoipa::path(delete, path = "/api/users/{name}", tag = "accounts",
     params(("name" = String, Path, description = "the user")),
     responses((status = 204, description = "removed"),
-              (status = 404, description = "no such user", body = crate::http::openapi::ErrorReply)),
+              (status = 404, description = "no such user", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn remove_user(
     State(site): State<SiteRef>,
@@ -133,7 +140,10 @@ pub async fn remove_user(
 #[utoipa::path(get, path = "/api/tokens", tag = "accounts",
     responses((status = 200, description = "tokens with their roles", body = serde_json::Value)),
     security(("bearer" = []), ("session" = [])))]
-pub async fn list_tokens(State(site): State<SiteRef>, Extension(v): Extension<Visitor>) -> Response {
+pub async fn list_tokens(
+    State(site): State<SiteRef>,
+    Extension(v): Extension<Visitor>,
+) -> Response {
     if let Err(refusal) = admin_only(&v, "listing tokens") {
         return refusal;
     }
@@ -153,7 +163,7 @@ pub struct NewToken {
 /// Creates a token; the reply holds its secret, shown this once (admin).
 #[utoipa::path(post, path = "/api/tokens", tag = "accounts", request_body = NewToken,
     responses((status = 201, description = "{\"name\", \"token\"}", body = serde_json::Value),
-              (status = 409, description = "the name exists", body = crate::http::openapi::ErrorReply)),
+              (status = 409, description = "the name exists", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn create_token(
     State(site): State<SiteRef>,
@@ -182,7 +192,7 @@ pub async fn create_token(
 #[utoipa::path(delete, path = "/api/tokens/{name}", tag = "accounts",
     params(("name" = String, Path, description = "the token's name")),
     responses((status = 204, description = "revoked"),
-              (status = 404, description = "no such token", body = crate::http::openapi::ErrorReply)),
+              (status = 404, description = "no such token", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn revoke_token(
     State(site): State<SiteRef>,

@@ -11,7 +11,7 @@ use axum::{Extension, Router};
 use serde_json::Value;
 
 use super::auth::{show, Visitor};
-use super::{error_reply, status_of, SiteRef, FORBIDDEN};
+use super::site::{error_reply, status_of, SiteRef, FORBIDDEN};
 use crate::accounts::roles::{changes_state, role_for, verb};
 use crate::broker::CallError;
 use crate::protocol::client::ClientRequest;
@@ -30,13 +30,13 @@ pub fn routes() -> Router<SiteRef> {
     request_body(content = crate::http::openapi::AnyRequest, description = "a client request: {\"type\": VERB, fields}", content_type = "application/json"),
     responses(
         (status = 200, description = "the verb's reply, as on the ZeroMQ client endpoint", body = Value),
-        (status = 400, description = "malformed JSON, unknown type or bad fields", body = crate::http::openapi::ErrorReply),
-        (status = 401, description = "no valid session or token", body = crate::http::openapi::ErrorReply),
-        (status = 403, description = "the caller's role does not allow the verb", body = crate::http::openapi::ErrorReply),
-        (status = 404, description = "no such task or topic", body = crate::http::openapi::ErrorReply),
-        (status = 409, description = "the task is not leased", body = crate::http::openapi::ErrorReply),
-        (status = 413, description = "body too large", body = crate::http::openapi::ErrorReply),
-        (status = 503, description = "store unavailable or broker stopping", body = crate::http::openapi::ErrorReply),
+        (status = 400, description = "malformed JSON, unknown type or bad fields", body = super::openapi::ErrorReply),
+        (status = 401, description = "no valid session or token", body = super::openapi::ErrorReply),
+        (status = 403, description = "the caller's role does not allow the verb", body = super::openapi::ErrorReply),
+        (status = 404, description = "no such task or topic", body = super::openapi::ErrorReply),
+        (status = 409, description = "the task is not leased", body = super::openapi::ErrorReply),
+        (status = 413, description = "body too large", body = super::openapi::ErrorReply),
+        (status = 503, description = "store unavailable or broker stopping", body = super::openapi::ErrorReply),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -146,12 +146,7 @@ pub fn error_code_of(body: &[u8]) -> Option<String> {
 }
 
 pub fn json_response(status: StatusCode, body: Bytes) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// What the audit log says of a request: its target, not its bodies.

@@ -3,10 +3,7 @@
 //! extensions and refuses what it cannot place: 401 for the API, a redirect to the
 //! login page for a browser. A session's state-changing requests carry its CSRF token.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, Method};
@@ -14,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 
-use super::{error_reply, SiteRef, UNAUTHORIZED};
+use super::site::{error_reply, SiteRef, UNAUTHORIZED};
 use crate::accounts::{Identity, Role};
 
 /// The session cookie's name.
@@ -126,7 +123,7 @@ async fn identify(
             request.uri.path()
         );
         return Err(error_reply(
-            super::FORBIDDEN,
+            super::site::FORBIDDEN,
             "missing or wrong CSRF token: reload the page and try again",
         ));
     }
@@ -190,44 +187,4 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     );
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     response
-}
-
-/// Failed logins per account and address: past `limit` in a row, further tries
-/// are refused until `lockout` has passed.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<(String, Option<IpAddr>), (u32, Instant)>>,
-}
-
-impl Throttle {
-    /// How long the caller must still wait, if it is locked out.
-    pub fn locked_for(
-        &self,
-        user: &str,
-        address: Option<IpAddr>,
-        limit: u32,
-        lockout: Duration,
-    ) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let (count, last) = failures.get(&(user.to_owned(), address))?;
-        let waited = last.elapsed();
-        (*count >= limit && waited < lockout).then(|| lockout - waited)
-    }
-
-    pub fn failed(&self, user: &str, address: Option<IpAddr>) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() > 100_000 {
-            failures.clear();
-        }
-        let entry = failures
-            .entry((user.to_owned(), address))
-            .or_insert((0, Instant::now()));
-        entry.0 += 1;
-        entry.1 = Instant::now();
-    }
-
-    pub fn succeeded(&self, user: &str, address: Option<IpAddr>) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&(user.to_owned(), address));
-    }
 }

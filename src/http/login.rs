@@ -14,7 +14,7 @@ use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 
 use super::auth::SESSION_COOKIE;
-use super::SiteRef;
+use super::site::SiteRef;
 
 pub fn routes() -> Router<SiteRef> {
     Router::new()
@@ -48,9 +48,9 @@ async fn login(
     let address = Some(peer.ip());
     let config = &site.config;
     let lockout = Duration::from_secs(config.login_lockout_secs);
-    if let Some(wait) = site
-        .throttle
-        .locked_for(&form.user, address, config.login_attempts, lockout)
+    if let Some(wait) =
+        site.throttle
+            .locked_for(&form.user, address, config.login_attempts, lockout)
     {
         log::warn!(
             "login refused: user={} from {} locked out for {}s more",
@@ -79,7 +79,11 @@ async fn login(
         log::warn!("login failed: user={} from {}", form.user, peer.ip());
         return (
             StatusCode::UNAUTHORIZED,
-            page(form.next.as_deref(), Some("Wrong user name or password."), false),
+            page(
+                form.next.as_deref(),
+                Some("Wrong user name or password."),
+                false,
+            ),
         )
             .into_response();
     };
@@ -90,8 +94,14 @@ async fn login(
     {
         Ok(session) => session,
         Err(error) => {
-            log::error!("login: session not opened for user={}: {error}", identity.name);
-            return (StatusCode::SERVICE_UNAVAILABLE, "accounts database unavailable")
+            log::error!(
+                "login: session not opened for user={}: {error}",
+                identity.name
+            );
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "accounts database unavailable",
+            )
                 .into_response();
         }
     };
@@ -101,7 +111,11 @@ async fn login(
         .same_site(SameSite::Strict)
         .path("/")
         .build();
-    (jar.add(cookie), Redirect::to(safe_next(form.next.as_deref()))).into_response()
+    (
+        jar.add(cookie),
+        Redirect::to(safe_next(form.next.as_deref())),
+    )
+        .into_response()
 }
 
 async fn logout(State(site): State<SiteRef>, jar: CookieJar) -> Response {
@@ -153,7 +167,6 @@ fn page(next: Option<&str>, error: Option<&str>, first_admin: bool) -> Markup {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

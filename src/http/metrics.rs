@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use super::api::call_raw;
 use super::auth::Visitor;
-use super::{error_reply, SiteRef};
+use super::site::{error_reply, SiteRef};
 use crate::protocol::client::{ClientRequest, StatsReply};
 use crate::protocol::code;
 
@@ -85,7 +85,9 @@ fn render(stats: &StatsReply) -> Result<String, std::fmt::Error> {
             stage: worker.stage.clone(),
         };
         workers.get_or_create(&stage).inc();
-        capacity.get_or_create(&stage).inc_by(worker.capacity as i64);
+        capacity
+            .get_or_create(&stage)
+            .inc_by(worker.capacity as i64);
         in_flight
             .get_or_create(&stage)
             .inc_by(worker.in_flight as i64);
@@ -97,8 +99,16 @@ fn render(stats: &StatsReply) -> Result<String, std::fmt::Error> {
         finished,
     );
     registry.register("workers", "Connected workers by stage", workers);
-    registry.register("worker_capacity", "Credit of the workers by stage", capacity);
-    registry.register("worker_in_flight", "Tasks held by the workers by stage", in_flight);
+    registry.register(
+        "worker_capacity",
+        "Credit of the workers by stage",
+        capacity,
+    );
+    registry.register(
+        "worker_in_flight",
+        "Tasks held by the workers by stage",
+        in_flight,
+    );
     let store_ok = Gauge::<i64>::default();
     store_ok.set(i64::from(stats.store.error.is_none()));
     registry.register(

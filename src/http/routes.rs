@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::api::call;
 use super::auth::Visitor;
-use super::{error_reply, SiteRef};
+use super::site::{error_reply, SiteRef};
 use crate::protocol::client::{ClientRequest, ListFilter};
 use crate::protocol::code;
 use crate::task::NewTask;
@@ -21,7 +21,10 @@ pub fn routes() -> Router<SiteRef> {
     Router::new()
         .route("/api/stats", get(stats))
         .route("/api/topics/{topic}/size", get(size))
-        .route("/api/topics/{topic}/tasks", post(put_tasks).get(topic_tasks))
+        .route(
+            "/api/topics/{topic}/tasks",
+            post(put_tasks).get(topic_tasks),
+        )
         .route("/api/tasks/{guid}", get(task))
         .route("/api/total-tasks", get(total_tasks).post(add_total_task))
         .route(
@@ -64,7 +67,7 @@ pub async fn size(
     params(("topic" = String, Path, description = "the topic")),
     request_body(content = Value, description = "a list of tasks or {\"tasks\": [...]}", content_type = "application/json"),
     responses((status = 200, description = "the reply of `put_task`: the guids", body = Value),
-              (status = 400, description = "bad tasks", body = crate::http::openapi::ErrorReply)),
+              (status = 400, description = "bad tasks", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn put_tasks(
     State(site): State<SiteRef>,
@@ -129,7 +132,7 @@ pub async fn topic_tasks(
 #[utoipa::path(get, path = "/api/tasks/{guid}", tag = "resources",
     params(("guid" = String, Path, description = "the task's guid")),
     responses((status = 200, description = "the reply of `task_status`", body = Value),
-              (status = 404, description = "no such task", body = crate::http::openapi::ErrorReply)),
+              (status = 404, description = "no such task", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn task(
     State(site): State<SiteRef>,
@@ -156,7 +159,7 @@ pub async fn total_tasks(State(site): State<SiteRef>, Extension(v): Caller) -> R
 #[utoipa::path(post, path = "/api/total-tasks", tag = "resources",
     request_body(content = Value, description = "the fields of add_task", content_type = "application/json"),
     responses((status = 200, description = "the reply of `add_task`", body = Value),
-              (status = 400, description = "bad fields", body = crate::http::openapi::ErrorReply)),
+              (status = 400, description = "bad fields", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn add_total_task(
     State(site): State<SiteRef>,
@@ -174,7 +177,7 @@ pub async fn add_total_task(
     params(("id" = String, Path, description = "the total task's id")),
     request_body(content = Value, description = "the fields to change", content_type = "application/json"),
     responses((status = 200, description = "the reply of `modify_task`", body = Value),
-              (status = 404, description = "no such total task", body = crate::http::openapi::ErrorReply)),
+              (status = 404, description = "no such total task", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn modify_total_task(
     State(site): State<SiteRef>,
@@ -192,7 +195,7 @@ pub async fn modify_total_task(
 #[utoipa::path(delete, path = "/api/total-tasks/{id}", tag = "resources",
     params(("id" = String, Path, description = "the total task's id")),
     responses((status = 200, description = "the reply of `delete_task`", body = Value),
-              (status = 404, description = "no such total task", body = crate::http::openapi::ErrorReply)),
+              (status = 404, description = "no such total task", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn delete_total_task(
     State(site): State<SiteRef>,
