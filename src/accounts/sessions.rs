@@ -30,10 +30,14 @@ impl Accounts {
             "DELETE FROM sessions WHERE expires_ms < ?1",
             params![now_ms()],
         )?;
-        db.execute(
-            "INSERT INTO sessions (id_hash, user, csrf, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+        let opened = db.execute(
+            "INSERT INTO sessions (id_hash, user, csrf, expires_ms) \
+             SELECT ?1, name, ?3, ?4 FROM users WHERE name = ?2",
             params![secret_hash(&id), user, csrf, expires],
         )?;
+        if opened == 0 {
+            return Err(AccountsError::NoSuchUser(user.to_owned()));
+        }
         Ok(NewSession { id, csrf })
     }
 

@@ -72,10 +72,14 @@ fn a_session_ends_with_logout_removal_and_a_new_password() {
     accounts.set_password("ana", "battery staple").unwrap();
     assert!(accounts.session(&second.id).is_none());
     let third = accounts.open_session("ana", 1.0).unwrap();
-    accounts.remove_user("ana").unwrap();
-    assert!(accounts.session(&third.id).is_none());
     let expired = accounts.open_session("ana", -1.0).unwrap();
     assert!(accounts.session(&expired.id).is_none());
+    accounts.remove_user("ana").unwrap();
+    assert!(accounts.session(&third.id).is_none());
+    assert!(matches!(
+        accounts.open_session("ana", 1.0),
+        Err(AccountsError::NoSuchUser(_))
+    ));
 }
 
 #[test]

@@ -179,7 +179,12 @@ impl Broker {
     /// Serves until `shutdown` is cancelled, then stops taking work, lets the store
     /// flush, and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
-        let (mut core, mut io, readers, event_rx) = self.restore()?;
+        let Restored {
+            mut core,
+            mut io,
+            readers,
+            event_rx,
+        } = self.restore()?;
         let event_rx = serve(&mut core, &mut io, event_rx, &shutdown).await;
         drain(core, io, event_rx).await;
         readers.cancel();
@@ -189,8 +194,7 @@ impl Broker {
 
     /// Loads the store into the state and starts the socket readers and the store
     /// writer.
-    #[allow(clippy::type_complexity)]
-    fn restore(self) -> Result<(Core, Io, CancellationToken, mpsc::Receiver<Event>), BrokerError> {
+    fn restore(self) -> Result<Restored, BrokerError> {
         let Broker {
             clock,
             config,
@@ -264,8 +268,22 @@ impl Broker {
             clock,
             saved_schedule,
         ));
-        Ok((core, io, readers, event_rx))
+        Ok(Restored {
+            core,
+            io,
+            readers,
+            event_rx,
+        })
     }
+}
+
+/// A broker ready to serve: its state, its sockets and store writer, the token that
+/// stops its socket readers, and the events they feed.
+struct Restored {
+    core: Core,
+    io: Io,
+    readers: CancellationToken,
+    event_rx: mpsc::Receiver<Event>,
 }
 
 /// The loop: one closed set of inputs (events, timers, shutdown), one flush per round.

@@ -21,16 +21,17 @@ pub fn routes() -> Router<SiteRef> {
         .route("/api/audit", get(audit))
 }
 
-fn admin_only(visitor: &Visitor, what: &str) -> Result<(), Response> {
+/// The refusal to send when the visitor is not an admin.
+fn refuse_unless_admin(visitor: &Visitor, what: &str) -> Option<Response> {
     if visitor.may(Role::Admin) {
-        return Ok(());
+        return None;
     }
     log::warn!(
         "http refused: user={} role={} may not {what} (needs admin)",
         visitor.identity.name,
         visitor.identity.role
     );
-    Err(error_reply(
+    Some(error_reply(
         FORBIDDEN,
         format!("{what} needs the admin role"),
     ))
@@ -60,7 +61,7 @@ fn accounts_error(error: AccountsError) -> Response {
               (status = 403, description = "not an admin", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn list_users(State(site): State<SiteRef>, Extension(v): Extension<Visitor>) -> Response {
-    if let Err(refusal) = admin_only(&v, "listing users") {
+    if let Some(refusal) = refuse_unless_admin(&v, "listing users") {
         return refusal;
     }
     match site.accounts.list_users() {
@@ -88,7 +89,7 @@ pub async fn add_user(
     Extension(v): Extension<Visitor>,
     Json(user): Json<NewUser>,
 ) -> Response {
-    if let Err(refusal) = admin_only(&v, "adding users") {
+    if let Some(refusal) = refuse_unless_admin(&v, "adding users") {
         return refusal;
     }
     let role: Role = match user.role.parse() {
@@ -124,7 +125,7 @@ pub async fn remove_user(
     Extension(v): Extension<Visitor>,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refusal) = admin_only(&v, "removing users") {
+    if let Some(refusal) = refuse_unless_admin(&v, "removing users") {
         return refusal;
     }
     match site.accounts.remove_user(&name) {
@@ -144,7 +145,7 @@ pub async fn list_tokens(
     State(site): State<SiteRef>,
     Extension(v): Extension<Visitor>,
 ) -> Response {
-    if let Err(refusal) = admin_only(&v, "listing tokens") {
+    if let Some(refusal) = refuse_unless_admin(&v, "listing tokens") {
         return refusal;
     }
     match site.accounts.list_tokens() {
@@ -170,7 +171,7 @@ pub async fn create_token(
     Extension(v): Extension<Visitor>,
     Json(token): Json<NewToken>,
 ) -> Response {
-    if let Err(refusal) = admin_only(&v, "creating tokens") {
+    if let Some(refusal) = refuse_unless_admin(&v, "creating tokens") {
         return refusal;
     }
     let role: Role = match token.role.parse() {
@@ -199,7 +200,7 @@ pub async fn revoke_token(
     Extension(v): Extension<Visitor>,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refusal) = admin_only(&v, "revoking tokens") {
+    if let Some(refusal) = refuse_unless_admin(&v, "revoking tokens") {
         return refusal;
     }
     match site.accounts.revoke_token(&name) {

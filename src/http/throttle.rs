@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 /// are refused until `lockout` has passed.
 #[derive(Default)]
 pub struct Throttle {
-    failures: Mutex<HashMap<(String, Option<IpAddr>), (u32, Instant)>>,
+    failures: Mutex<HashMap<Caller, (u32, Instant)>>,
 }
+
+/// Who tried to log in: the account name and the peer's address.
+type Caller = (String, Option<IpAddr>);
 
 impl Throttle {
     /// How long the caller must still wait, if it is locked out.
