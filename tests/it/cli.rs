@@ -16,7 +16,7 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     let text = format!(
         "[broker]\nclient_endpoint = \"tcp://127.0.0.1:0\"\nworker_endpoint = \"tcp://127.0.0.1:0\"\n\
          events_endpoint = \"tcp://127.0.0.1:0\"\nheartbeat_interval_secs = 0.25\n\
-         [store]\nkind = \"sqlite\"\ndata_dir = \"{}\"\n[log]\ndir = \"{}\"\n",
+         [http]\nlisten = \"127.0.0.1:0\"\n[store]\nkind = \"sqlite\"\ndata_dir = \"{}\"\n[log]\ndir = \"{}\"\n",
         dir.join("data").display(),
         dir.join("log").display()
     );
@@ -203,6 +203,7 @@ async fn run_in_an_empty_directory_runs_the_shipped_demo() {
         ("TASKBUS__BROKER__WORKER_ENDPOINT", "tcp://127.0.0.1:0"),
         ("TASKBUS__BROKER__EVENTS_ENDPOINT", "tcp://127.0.0.1:0"),
         ("TASKBUS__RUN__EXAMPLE_SITE", "127.0.0.1:0"),
+        ("TASKBUS__HTTP__LISTEN", "127.0.0.1:0"),
     ];
     let (code, out, err) = cli_in(dir.path(), &["run", "--log-level", "warn"], &env).await;
     assert_eq!(code, 0, "{out}\n{err}");

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub fn config(edit: impl FnOnce(&mut Config)) -> Arc<Config> {
     let mut config = Config::default();
     config.broker.use_ephemeral_loopback();
+    config.http.listen = "127.0.0.1:0".into();
     config.broker.heartbeat_interval_secs = 0.25;
     config.broker.retry_backoff_secs = 0.0;
     config.store.kind = StoreKind::Memory;

@@ -92,7 +92,7 @@ async fn sigkill_mid_put_mid_lease_and_mid_done_loses_no_accepted_task() {
         &config_path,
         format!(
             "[broker]\nclient_endpoint = \"{}\"\nworker_endpoint = \"{}\"\nevents_endpoint = \"{}\"\nheartbeat_interval_secs = 0.25\n\
-             [store]\nkind = \"sqlite\"\ndata_dir = \"{}\"\n[log]\ndir = \"{}\"\n",
+             [http]\nlisten = \"127.0.0.1:0\"\n[store]\nkind = \"sqlite\"\ndata_dir = \"{}\"\n[log]\ndir = \"{}\"\n",
             config.broker.client_endpoint,
             config.broker.worker_endpoint,
             config.broker.events_endpoint,

@@ -191,7 +191,7 @@ async fn a_store_on_files_that_cannot_be_written_fails_cleanly_not_with_a_signal
     std::fs::write(
         &config_path,
         format!(
-            "[broker]\nclient_endpoint = \"tcp://127.0.0.1:0\"\nworker_endpoint = \"tcp://127.0.0.1:0\"\nevents_endpoint = \"tcp://127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[log]\ndir = \"{}\"\n",
+            "[broker]\nclient_endpoint = \"tcp://127.0.0.1:0\"\nworker_endpoint = \"tcp://127.0.0.1:0\"\nevents_endpoint = \"tcp://127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = \"{}\"\n[log]\ndir = \"{}\"\n",
             data.display(),
             dir.path().join("log").display()
         ),

@@ -26,6 +26,7 @@ async fn taskbus_run_crawls_the_example_site_and_exits_with_a_summary() {
         // One fixed port for both runs: the same pages, so the same rows.
         ("RUN__EXAMPLE_SITE", format!("127.0.0.1:{}", free_port())),
         ("RUN__PROGRESS_SECS", "0".into()),
+        ("HTTP__LISTEN", "127.0.0.1:0".into()),
     ]
     .map(|(k, v)| (format!("TASKBUS__{k}"), v));
     let config = Arc::new(taskbus::config::load(Some(&path), env).expect("bus.toml loads"));
