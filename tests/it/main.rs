@@ -11,6 +11,7 @@
 //! - `storer`: rows into SQLite and the real MariaDB.
 //! - `tidy`: rules of ARCHITECTURE.md that the compiler does not check.
 //! - `regressions`: the broker's second pass, a test per defect it fixed.
+//! - `http`: the HTTP API, accounts, sessions and roles through real HTTP.
 //! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
 
 mod bad_input;
@@ -19,6 +20,7 @@ mod client_api;
 mod common;
 mod crawl;
 mod durable;
+mod http;
 mod packager;
 mod python;
 mod regressions;
