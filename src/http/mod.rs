@@ -13,6 +13,7 @@ pub mod config;
 mod login;
 mod metrics;
 pub mod openapi;
+mod rejections;
 mod routes;
 pub mod site;
 mod throttle;
@@ -46,6 +47,7 @@ pub fn app(site: SiteRef) -> Router {
         .merge(login::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(site.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(rejections::json_errors))
         .layer(axum::middleware::from_fn(auth::security_headers))
         .with_state(site)
 }

@@ -55,7 +55,7 @@ pub struct AnyRequest {
         super::admin::audit,
     ),
     components(schemas(ErrorReply, AnyRequest)),
-    modifiers(&Security)
+    modifiers(&Security, &ErrorResponses)
 )]
 pub struct ApiDoc;
 
@@ -74,6 +74,64 @@ impl Modify for Security {
                 super::auth::SESSION_COOKIE,
             ))),
         );
+    }
+}
+
+/// The error replies every operation may give (the guard, the body and query
+/// readers and the broker's codes answer them all), each an [`ErrorReply`].
+struct ErrorResponses;
+
+/// The statuses of [`ErrorResponses`] and what each means.
+const ERROR_STATUSES: [(&str, &str); 10] = [
+    ("400", "malformed or invalid input"),
+    ("401", "no session or token, or a revoked one"),
+    (
+        "403",
+        "the caller's role does not allow this, or a missing CSRF token",
+    ),
+    ("404", "no such task, topic, total task, user or token"),
+    ("405", "the route does not take this method"),
+    ("409", "the name exists already, or the task is not leased"),
+    ("413", "the body is larger than the limit"),
+    ("415", "the body is not JSON"),
+    ("422", "the body is JSON of the wrong shape"),
+    (
+        "503",
+        "the store refuses commits, or the broker is stopping or overloaded",
+    ),
+];
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let reply = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorReply")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                for (status, description) in ERROR_STATUSES {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| reply(description).into());
+                }
+            }
+        }
     }
 }
 

@@ -46,7 +46,7 @@ impl TestBroker {
         config: Arc<Config>,
         clock: Option<Arc<dyn taskbus::broker::schedule::Clock>>,
     ) -> TestBroker {
-        let mut broker = Broker::bind(config.clone()).await.expect("broker binds");
+        let mut broker = bind(&config).await;
         if let Some(clock) = clock {
             broker = broker.with_clock(clock);
         }
@@ -84,6 +84,26 @@ impl TestBroker {
         );
         options.endpoint = self.endpoints.worker.clone();
         options
+    }
+}
+
+/// Binds a broker. A broker restarted in this process on the endpoints of one that
+/// just stopped may find them still held: the old listeners close on their own
+/// tasks once the stop reaches them, so binding is tried again (yielding to those
+/// tasks) until they have.
+async fn bind(config: &Arc<Config>) -> Broker {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Broker::bind(config.clone()).await {
+            Ok(broker) => return broker,
+            Err(error)
+                if error.to_string().contains("Address already in use")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::task::yield_now().await
+            }
+            Err(error) => panic!("broker binds: {error:?}"),
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 //!
 //! - `api`: every verb gives the same reply over both transports; status codes.
 //! - `access`: roles, revoked tokens, login, CSRF, logout, throttle, audit.
+//! - `schema`: schemathesis against the OpenAPI document.
 
 mod access;
 mod api;
+mod schema;
 
 use std::sync::Arc;
 
