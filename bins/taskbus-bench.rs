@@ -22,6 +22,8 @@ struct Cli {
 enum Mode {
     /// One hop: put -> echo worker -> DONE, through a broker over loopback TCP.
     Hop(HopArgs),
+    /// The seed's client loop over HTTP: POST /api get_task + ack on keep-alive connections.
+    Http(taskbus::bench::http::HttpArgs),
     /// What a queued task costs: broker RSS growth over the payload, and after a restart.
     Memory(taskbus::bench::memory::MemoryArgs),
     /// Time for a broker to serve again with N ready tasks in its store.
@@ -53,6 +55,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Mode::Hop(args) => {
             let report = bench::hop::run(&args).await?;
             println!("{}", bench::hop::summary(&report));
+            if let Some(path) = &args.json {
+                bench::write_json(path, &report)?;
+            }
+        }
+        Mode::Http(args) => {
+            let report = bench::http::run(&args).await?;
+            println!("{}", bench::http::summary(&report));
             if let Some(path) = &args.json {
                 bench::write_json(path, &report)?;
             }

@@ -3,6 +3,7 @@
 
 pub mod crawl;
 pub mod hop;
+pub mod http;
 pub mod memory;
 pub mod package;
 pub mod restart;
