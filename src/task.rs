@@ -25,18 +25,22 @@ pub struct Task {
 }
 
 /// A task as a producer or a worker's DONE offers it: the broker assigns what is missing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guid: Option<String>,
+    /// Any JSON value (or MessagePack on the ZeroMQ endpoints), passed on as it came.
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub body: Body,
+    /// Seconds a lease lasts (the topic's or the broker's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub max_retry: Option<u32>,
 }
 

@@ -27,7 +27,7 @@ pub fn routes() -> Router<SiteRef> {
     post,
     path = "/api",
     tag = "verbs",
-    request_body(content = crate::http::openapi::AnyRequest, description = "a client request: {\"type\": VERB, fields}", content_type = "application/json"),
+    request_body(content = crate::protocol::client::ClientRequest, description = "a client request: {\"type\": VERB, fields}", content_type = "application/json"),
     responses(
         (status = 200, description = "the verb's reply, as on the ZeroMQ client endpoint", body = Value),
         (status = 400, description = "malformed JSON, unknown type or bad fields", body = super::openapi::ErrorReply),

@@ -16,17 +16,6 @@ pub struct ErrorReply {
     pub code: String,
 }
 
-/// A client request: `type` names the verb, the other fields are the verb's (see
-/// docs/PROTOCOL.md).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AnyRequest {
-    /// get_task, get_size, put_task, ack, nack, list_tasks, task_status, stats,
-    /// dead_list, dead_retry, dead_purge, add_task, modify_task, pause_task,
-    /// resume_task, delete_task
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "taskbus", description = "The taskbus broker over HTTP: the client verbs of the ZeroMQ endpoint (POST /api), resource routes, accounts."),
@@ -54,7 +43,7 @@ pub struct AnyRequest {
         super::admin::revoke_token,
         super::admin::audit,
     ),
-    components(schemas(ErrorReply, AnyRequest)),
+    components(schemas(ErrorReply, crate::protocol::client::ClientRequest, crate::task::NewTask, crate::protocol::client::ListFilter)),
     modifiers(&Security, &ErrorResponses)
 )]
 pub struct ApiDoc;

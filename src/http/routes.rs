@@ -15,6 +15,7 @@ use super::auth::Visitor;
 use super::site::{error_reply, SiteRef};
 use crate::protocol::client::{ClientRequest, ListFilter};
 use crate::protocol::code;
+use crate::protocol::decode::FromMap;
 use crate::task::NewTask;
 
 pub fn routes() -> Router<SiteRef> {
@@ -65,7 +66,7 @@ pub async fn size(
 /// `{"body": ..., "guid"?, "timeout"?, "max_retry"?, "priority"?}`.
 #[utoipa::path(post, path = "/api/topics/{topic}/tasks", tag = "resources",
     params(("topic" = String, Path, description = "the topic")),
-    request_body(content = Value, description = "a list of tasks or {\"tasks\": [...]}", content_type = "application/json"),
+    request_body(content = Vec<crate::task::NewTask>, description = "a list of tasks (or {\"tasks\": [...]})", content_type = "application/json"),
     responses((status = 200, description = "the reply of `put_task`: the guids", body = Value),
               (status = 400, description = "bad tasks", body = super::openapi::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
@@ -78,8 +79,8 @@ pub async fn put_tasks(
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Tasks {
-        List(Vec<NewTask>),
-        Wrapped { tasks: Vec<NewTask> },
+        List(Vec<FromMap<NewTask>>),
+        Wrapped { tasks: Vec<FromMap<NewTask>> },
     }
     let tasks = match serde_json::from_slice::<Tasks>(&body) {
         Ok(Tasks::List(tasks)) | Ok(Tasks::Wrapped { tasks }) if !tasks.is_empty() => tasks,
@@ -93,7 +94,7 @@ pub async fn put_tasks(
     };
     let tasks = tasks
         .into_iter()
-        .map(|task| NewTask {
+        .map(|FromMap(task)| NewTask {
             topic: Some(topic.clone()),
             ..task
         })

@@ -290,3 +290,24 @@ mod tests {
         );
     }
 }
+
+/// A `T` read only from a map (an object): serde's derived structs also take a
+/// sequence of their fields in order, which no client means when it sends a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FromMap<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for FromMap<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = FromMap<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FromMap<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(FromMap)
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
+}

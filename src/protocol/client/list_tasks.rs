@@ -9,7 +9,7 @@ use crate::protocol::decode::Typed;
 use crate::protocol::ProtocolError;
 
 /// Filters of `list_tasks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ListFilter {
     #[serde(default)]
     pub topic: Option<String>,

@@ -43,11 +43,15 @@ pub use task_status::{HistoryRecord, TaskInfo, TaskLookup};
 
 /// One client request: what the broker parses ([`ClientRequest::parse`]) and what
 /// every client sends (it serializes to the wire form, `{"type": ..., fields}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Its OpenAPI schema (for `POST /api`) is derived from this type.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientRequest {
     GetTask {
         topic: String,
+        /// 1 when absent or null.
+        #[schema(value_type = Option<u64>, minimum = 1)]
         count: usize,
     },
     GetSize {
@@ -61,6 +65,8 @@ pub enum ClientRequest {
     },
     Nack {
         guid: String,
+        /// true when absent.
+        #[schema(required = false)]
         retryable: bool,
         error: Option<String>,
     },
@@ -71,25 +77,33 @@ pub enum ClientRequest {
     Stats,
     DeadList {
         topic: Option<String>,
+        /// 100 when absent.
+        #[schema(required = false)]
         limit: usize,
     },
+    /// The dead letters of `topic`, and those named in `guids`.
     DeadRetry {
         topic: Option<String>,
+        #[schema(value_type = Option<Vec<String>>)]
         guids: Vec<String>,
     },
+    /// The dead letters of `topic`, and those named in `guids`.
     DeadPurge {
         topic: Option<String>,
+        #[schema(value_type = Option<Vec<String>>)]
         guids: Vec<String>,
     },
     /// The total task's fields (see the scheduler verbs in PROTOCOL.md).
     AddTask {
         #[serde(flatten)]
+        #[schema(value_type = Object)]
         spec: Value,
     },
     /// The fields to change.
     ModifyTask {
         id: String,
         #[serde(flatten)]
+        #[schema(value_type = Object)]
         patch: Value,
     },
     PauseTask {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ClientRequest;
-use crate::protocol::decode::Typed;
+use crate::protocol::decode::{FromMap, Typed};
 use crate::protocol::{code, ProtocolError};
 use crate::task::NewTask;
 
@@ -16,17 +16,17 @@ pub struct PutReply {
 #[derive(Deserialize)]
 struct PutTask {
     #[serde(default)]
-    task: Option<NewTask>,
+    task: Option<FromMap<NewTask>>,
     #[serde(default)]
-    tasks: Option<Vec<NewTask>>,
+    tasks: Option<Vec<FromMap<NewTask>>>,
 }
 
 /// Reads `put_task`: exactly one of `task` and a non-empty `tasks`.
 pub(super) fn parse(typed: &Typed<'_>) -> Result<ClientRequest, ProtocolError> {
     let r: PutTask = typed.fields()?;
     let tasks = match (r.task, r.tasks) {
-        (Some(task), None) => vec![task],
-        (None, Some(tasks)) if !tasks.is_empty() => tasks,
+        (Some(task), None) => vec![task.0],
+        (None, Some(tasks)) if !tasks.is_empty() => tasks.into_iter().map(|t| t.0).collect(),
         _ => {
             return Err(ProtocolError::new(
                 code::BAD_REQUEST,
