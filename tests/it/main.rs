@@ -10,6 +10,7 @@
 //! - `scheduler`: the scheduler's logic at controlled instants, and inside the broker.
 //! - `storer`: rows into SQLite and the real MariaDB.
 //! - `tidy`: rules of ARCHITECTURE.md that the compiler does not check.
+//! - `protocol_doc`: what docs/PROTOCOL.md promises a worker, statement by statement.
 //! - `regressions`: the broker's second pass, a test per defect it fixed.
 //! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
 
@@ -20,6 +21,7 @@ mod common;
 mod crawl;
 mod durable;
 mod packager;
+mod protocol_doc;
 mod python;
 mod regressions;
 mod scheduler;

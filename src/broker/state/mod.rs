@@ -366,7 +366,6 @@ impl State {
     fn take_finished(&mut self, guid: &str) -> Result<(TopicId, Slot), ProtocolError> {
         if let Some(leased) = self.leased.remove(guid) {
             self.queue(leased.topic).n_leased -= 1;
-            self.release_holder(&leased.holder, &leased.slot.guid);
             return Ok((leased.topic, leased.slot));
         }
         if self.dead.contains_key(guid) {
