@@ -25,7 +25,7 @@ use super::workers::{peer_name, Workers};
 use crate::body::Body;
 use crate::config::Config;
 use crate::protocol::{code, ProtocolError};
-use crate::store::{HistoryRecord, StoreOp, StoredState, TaskRecord};
+use crate::store::{HistoryRecord, Restore, StoreOp, StoredState, TaskRecord};
 use crate::task::{child_guid, new_guid, NewTask};
 pub use queue::{Backoff, Extra, Holder, Leased, Slot, TopicId, TopicQueue, TopicSettings};
 
@@ -506,4 +506,15 @@ fn route(
             }
         })
         .collect()
+}
+
+/// The store streams its rows straight into the state at start-up.
+impl Restore for State {
+    fn task(&mut self, record: TaskRecord) {
+        self.restore(record);
+    }
+
+    fn history(&mut self, record: HistoryRecord) {
+        self.restore_history(record);
+    }
 }
