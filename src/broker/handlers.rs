@@ -184,7 +184,7 @@ impl Core {
                     topics,
                     capacity,
                     next_topic,
-                    in_flight: HashSet::new(),
+                    in_flight: Default::default(),
                     last_seen: now,
                 };
                 self.told_unknown.remove(&peer);

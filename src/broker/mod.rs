@@ -227,15 +227,9 @@ impl Broker {
             Some(store) => {
                 let started = std::time::Instant::now();
                 let loaded = store
-                    .load()
+                    .load_into(&mut state)
                     .map_err(|e| BrokerError::Store(e.to_string()))?;
-                let (n_tasks, n_history) = (loaded.tasks.len(), loaded.history.len());
-                for record in loaded.tasks {
-                    state.restore(record);
-                }
-                for record in loaded.history {
-                    state.restore_history(record);
-                }
+                let (n_tasks, n_history) = (loaded.tasks, loaded.history);
                 log::info!(
                     "store: {n_tasks} tasks and {n_history} history lines restored in {:.2?}",
                     started.elapsed()

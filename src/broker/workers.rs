@@ -1,6 +1,6 @@
 //! The broker's registry of DEALER workers: stage, topics, credit, liveness.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ pub struct WorkerEntry {
     pub topics: Vec<String>,
     pub capacity: u32,
     pub next_topic: Option<String>,
-    pub in_flight: HashSet<Arc<str>>,
+    pub in_flight: InFlight,
     pub last_seen: Instant,
 }
 
@@ -24,6 +24,76 @@ impl WorkerEntry {
     /// How many more tasks the worker may be sent.
     pub fn credit(&self) -> usize {
         (self.capacity as usize).saturating_sub(self.in_flight.len())
+    }
+}
+
+/// The tasks a worker runs, by guid and attempt: a task whose lease expired and that
+/// came back to the same worker is held twice (the late attempt and the new one), and
+/// each counts against the worker's capacity until the worker answers it.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    by_guid: HashMap<Arc<str>, Vec<u32>>,
+    len: usize,
+}
+
+impl InFlight {
+    /// How many attempts the worker runs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The worker was sent `attempt` of `guid`.
+    pub fn insert(&mut self, guid: Arc<str>, attempt: u32) {
+        self.by_guid.entry(guid).or_default().push(attempt);
+        self.len += 1;
+    }
+
+    /// The worker answered for `guid`: frees the slot of its oldest attempt, since a
+    /// DONE or FAIL does not say which attempt it ends. Returns whether one was held.
+    pub fn answer(&mut self, guid: &str) -> bool {
+        let Some(attempts) = self.by_guid.get_mut(guid) else {
+            return false;
+        };
+        if let Some(oldest) = (0..attempts.len()).min_by_key(|&i| attempts[i]) {
+            attempts.swap_remove(oldest);
+            self.len -= 1;
+        }
+        if attempts.is_empty() {
+            self.by_guid.remove(guid);
+        }
+        true
+    }
+
+    /// Forgets every attempt of `guid` (the worker was told to drop it). Returns how
+    /// many were held.
+    pub fn forget(&mut self, guid: &str) -> usize {
+        let n = self
+            .by_guid
+            .remove(guid)
+            .map_or(0, |attempts| attempts.len());
+        self.len -= n;
+        n
+    }
+
+    /// Whether the worker runs `attempt` of `guid`.
+    pub fn holds(&self, guid: &str, attempt: u32) -> bool {
+        self.by_guid
+            .get(guid)
+            .is_some_and(|attempts| attempts.contains(&attempt))
+    }
+
+    pub fn clear(&mut self) {
+        self.by_guid.clear();
+        self.len = 0;
+    }
+
+    /// The guids the worker runs (each once, however many attempts).
+    pub fn guids(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.by_guid.keys()
     }
 }
 

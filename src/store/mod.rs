@@ -45,6 +45,15 @@ pub struct TaskRecord {
 
 pub use crate::protocol::client::HistoryRecord;
 
+/// What a store's rows are restored into at start-up, one row at a time, so that a
+/// restart never holds every row twice (read, and restored).
+pub trait Restore {
+    /// One task row, in arrival order.
+    fn task(&mut self, record: TaskRecord);
+    /// One history line, oldest first.
+    fn history(&mut self, record: HistoryRecord);
+}
+
 /// One change to the broker's durable state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreOp {
@@ -198,5 +207,53 @@ mod tests {
         };
         assert_eq!((a.state, a.attempt), (StoredState::Leased, 1));
         assert!(matches!(&out[1], StoreOp::SetState { guid, .. } if guid == "b"));
+    }
+
+    /// Records what a restore streams into it.
+    #[derive(Default)]
+    struct Restored {
+        tasks: Vec<(String, StoredState, u32)>,
+        history: Vec<String>,
+    }
+
+    impl Restore for Restored {
+        fn task(&mut self, record: TaskRecord) {
+            self.tasks.push((record.guid, record.state, record.attempt));
+        }
+
+        fn history(&mut self, record: HistoryRecord) {
+            self.history.push(record.guid);
+        }
+    }
+
+    #[test]
+    fn a_restore_streams_every_row_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::store::StoreConfig {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let mut store = sqlite::SqliteStore::open(&config).unwrap();
+        let mut leased = record("b");
+        leased.state = StoredState::Leased;
+        leased.attempt = 2;
+        let ops = [
+            StoreOp::Upsert(record("a")),
+            StoreOp::Upsert(leased),
+            StoreOp::Upsert(record("c")),
+            StoreOp::Finish(history("c")),
+        ];
+        store.commit(&ops).unwrap();
+        let mut restored = Restored::default();
+        let loaded = store.load_into(&mut restored).unwrap();
+        assert_eq!((loaded.tasks, loaded.history), (2, 1));
+        assert_eq!(
+            restored.tasks,
+            [
+                ("a".to_string(), StoredState::Ready, 0),
+                ("b".to_string(), StoredState::Leased, 2)
+            ]
+        );
+        assert_eq!(restored.history, ["c"]);
     }
 }

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{compact, HistoryRecord, StoreOp, StoredState, TaskRecord};
+use super::{compact, HistoryRecord, Restore, StoreOp, StoredState, TaskRecord};
 use crate::body::Body;
 use crate::config::store::{StoreConfig, Synchronous};
 
@@ -26,10 +26,10 @@ pub enum StoreError {
     },
 }
 
-/// What the broker restores at start-up.
+/// What a restore read: how many rows went into the [`Restore`], and the schedule.
 pub struct Loaded {
-    pub tasks: Vec<TaskRecord>,
-    pub history: Vec<HistoryRecord>,
+    pub tasks: usize,
+    pub history: usize,
     /// Scheduled total tasks, as the JSON the scheduler saved.
     pub schedule: Vec<serde_json::Value>,
 }
@@ -149,69 +149,11 @@ impl SqliteStore {
         }
     }
 
-    /// Reads every task (in arrival order), the history and the schedule.
-    pub fn load(&self) -> Result<Loaded, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms
-                 FROM tasks JOIN bodies USING (seq) ORDER BY seq",
-            )
-            .map_err(|e| self.sqlite(e))?;
-        let rows = statement
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<f64>>(5)?,
-                    r.get::<_, Option<u32>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, i64>(8)?,
-                ))
-            })
-            .map_err(|e| self.sqlite(e))?;
-        let mut tasks = Vec::new();
-        for row in rows {
-            let (guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms) =
-                row.map_err(|e| self.sqlite(e))?;
-            let body = Body::from_packed_unchecked(body);
-            let state = match state.as_str() {
-                "dead" => StoredState::Dead,
-                "leased" => StoredState::Leased,
-                _ => StoredState::Ready,
-            };
-            tasks.push(TaskRecord {
-                guid,
-                topic,
-                body,
-                attempt,
-                state,
-                timeout,
-                max_retry,
-                last_error,
-                created_at_ms,
-            });
-        }
-        let mut statement = self
-            .conn
-            .prepare("SELECT guid, topic, outcome, attempt, finished_at_ms, error FROM history ORDER BY id")
-            .map_err(|e| self.sqlite(e))?;
-        let history = statement
-            .query_map([], |r| {
-                Ok(HistoryRecord {
-                    guid: r.get(0)?,
-                    topic: r.get(1)?,
-                    outcome: r.get(2)?,
-                    attempt: r.get(3)?,
-                    finished_at_ms: r.get(4)?,
-                    error: r.get(5)?,
-                })
-            })
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| self.sqlite(e))?;
+    /// Streams every task (in arrival order) and the history into `into`, row by
+    /// row, and reads the schedule.
+    pub fn load_into(&self, into: &mut impl Restore) -> Result<Loaded, StoreError> {
+        let tasks = self.load_tasks(into)?;
+        let history = self.load_history(into)?;
         let mut statement = self
             .conn
             .prepare("SELECT spec FROM schedule ORDER BY id")
@@ -228,6 +170,48 @@ impl SqliteStore {
             history,
             schedule,
         })
+    }
+
+    fn load_tasks(&self, into: &mut impl Restore) -> Result<usize, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT guid, topic, body, attempt, state, timeout, max_retry, last_error, created_at_ms
+                 FROM tasks JOIN bodies USING (seq) ORDER BY seq",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let mut rows = statement.query([]).map_err(|e| self.sqlite(e))?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
+            into.task(task_record(row).map_err(|e| self.sqlite(e))?);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn load_history(&self, into: &mut impl Restore) -> Result<usize, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT guid, topic, outcome, attempt, finished_at_ms, error FROM history ORDER BY id")
+            .map_err(|e| self.sqlite(e))?;
+        let mut rows = statement.query([]).map_err(|e| self.sqlite(e))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(|e| self.sqlite(e))? {
+            let record = (|| {
+                Ok(HistoryRecord {
+                    guid: r.get(0)?,
+                    topic: r.get(1)?,
+                    outcome: r.get(2)?,
+                    attempt: r.get(3)?,
+                    finished_at_ms: r.get(4)?,
+                    error: r.get(5)?,
+                })
+            })()
+            .map_err(|e| self.sqlite(e))?;
+            into.history(record);
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Writes one batch in one transaction.
@@ -425,4 +409,25 @@ impl StoreWriter {
             let _ = thread.join();
         }
     }
+}
+
+/// One row of the tasks query as a record; the body is kept as stored, checked when
+/// it is first handed out.
+fn task_record(r: &rusqlite::Row<'_>) -> Result<TaskRecord, rusqlite::Error> {
+    let state = match r.get_ref(4)?.as_str()? {
+        "dead" => StoredState::Dead,
+        "leased" => StoredState::Leased,
+        _ => StoredState::Ready,
+    };
+    Ok(TaskRecord {
+        guid: r.get(0)?,
+        topic: r.get(1)?,
+        body: Body::from_packed_unchecked(r.get::<_, Vec<u8>>(2)?),
+        attempt: r.get(3)?,
+        state,
+        timeout: r.get(5)?,
+        max_retry: r.get(6)?,
+        last_error: r.get(7)?,
+        created_at_ms: r.get(8)?,
+    })
 }

@@ -378,7 +378,20 @@ impl Runtime {
         let next_topic = self.options.next_topic.clone();
         let handle = tokio::spawn(async move {
             let guid = task.guid.clone();
-            let message = match stage.handle(task).await {
+            let lease = task.timeout.map(Duration::from_secs_f64);
+            let (attempt, max_retry) = (task.attempt, task.max_retry);
+            let started = Instant::now();
+            let result = stage.handle(task).await;
+            if let Some(lease) = lease.filter(|lease| started.elapsed() > *lease) {
+                // The broker has put the task back (attempt `attempt` of 1 + max_retry):
+                // it may run elsewhere too. The answer is still sent and still counts.
+                log::warn!(
+                    target: "scripts",
+                    "guid={guid} topic={topic} attempt={attempt} max_retry={max_retry:?} ran {:.1?}, past its lease of {lease:.1?}",
+                    started.elapsed()
+                );
+            }
+            let message = match result {
                 Ok(next) => {
                     log::info!(target: "scripts", "guid={guid} topic={topic} ok next={}", next.len());
                     WorkerMessage::Done {

@@ -10,6 +10,7 @@
 //! - `scheduler`: the scheduler's logic at controlled instants, and inside the broker.
 //! - `storer`: rows into SQLite and the real MariaDB.
 //! - `tidy`: rules of ARCHITECTURE.md that the compiler does not check.
+//! - `protocol_doc`: what docs/PROTOCOL.md promises a worker, statement by statement.
 //! - `regressions`: the broker's second pass, a test per defect it fixed.
 //! - `http`: the HTTP API, accounts, sessions and roles through real HTTP.
 //! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
@@ -22,6 +23,7 @@ mod crawl;
 mod durable;
 mod http;
 mod packager;
+mod protocol_doc;
 mod python;
 mod regressions;
 mod scheduler;

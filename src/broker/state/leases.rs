@@ -56,7 +56,7 @@ impl State {
                 .push(Reverse((deadline, lease_id, slot.guid.clone())));
             if let Holder::Worker(id) = &holder {
                 if let Some(worker) = self.workers.get_mut(id) {
-                    worker.in_flight.insert(slot.guid.clone());
+                    worker.in_flight.insert(slot.guid.clone(), slot.attempt);
                 }
             }
             let (guid, attempt) = (slot.guid.clone(), slot.attempt);
@@ -94,21 +94,23 @@ impl State {
             last_error: Some(error),
         });
     }
-    /// A lease ended: the holder's slot is free again, unless the lease had already
-    /// expired (then the worker's answer frees it, see [`State::answered`]).
+    /// The holder was told to drop `guid` (its task was deleted): the worker's slots
+    /// for it are free, as no answer will come.
     pub(super) fn release_holder(&mut self, holder: &Holder, guid: &Arc<str>) {
         if let Holder::Worker(id) = holder {
             if let Some(worker) = self.workers.get_mut(id) {
-                worker.in_flight.remove(guid);
+                worker.in_flight.forget(guid);
             }
             self.dirty_worker_topics(id);
         }
     }
-    /// A worker answered (DONE or FAIL) for `guid`: whatever became of the lease, the
-    /// worker's slot for it is free.
+    /// A worker answered (DONE or FAIL) for `guid`: whatever became of the lease, one
+    /// of the worker's slots for it (its oldest attempt) is free. Only answers (and
+    /// cancels, and the worker's end) free a worker's slot: a task finished or failed
+    /// some other way is still running there until the worker says so.
     pub fn answered(&mut self, id: &Bytes, guid: &str) {
         if let Some(worker) = self.workers.get_mut(id) {
-            if worker.in_flight.remove(guid) {
+            if worker.in_flight.answer(guid) {
                 self.dirty_worker_topics(id);
             }
         }
@@ -145,7 +147,6 @@ impl State {
             ));
         };
         self.queue(leased.topic).n_leased -= 1;
-        self.release_holder(&leased.holder, &leased.slot.guid);
         Ok(self.after_failed_attempt(leased.topic, leased.slot, error, retryable, now))
     }
     pub(super) fn after_failed_attempt(
@@ -209,9 +210,6 @@ impl State {
                 let leased = self.leased.remove(&guid).expect("checked above");
                 self.queue(leased.topic).n_leased -= 1;
                 // The worker's slot stays taken until it answers or dies.
-                if leased.holder == Holder::Client {
-                    self.release_holder(&leased.holder, &guid);
-                }
                 log::warn!("task={guid} lease expired");
                 self.requeued.insert(guid);
                 self.after_failed_attempt(
@@ -259,13 +257,13 @@ impl State {
             return 0;
         };
         let mut returned = 0;
-        for guid in worker.in_flight {
-            let held = self
-                .leased
-                .get(&guid)
-                .is_some_and(|l| matches!(&l.holder, Holder::Worker(h) if h == id));
+        for guid in worker.in_flight.guids() {
+            let held = self.leased.get(guid).is_some_and(|l| {
+                matches!(&l.holder, Holder::Worker(h) if h == id)
+                    && worker.in_flight.holds(guid, l.slot.attempt)
+            });
             if held {
-                let leased = self.leased.remove(&guid).expect("checked above");
+                let leased = self.leased.remove(guid).expect("checked above");
                 self.queue(leased.topic).n_leased -= 1;
                 let why = format!("worker {} {reason}", peer_name(id));
                 self.after_failed_attempt(leased.topic, leased.slot, why, true, now);

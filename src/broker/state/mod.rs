@@ -25,7 +25,7 @@ use super::workers::{peer_name, Workers};
 use crate::body::Body;
 use crate::config::Config;
 use crate::protocol::{code, ProtocolError};
-use crate::store::{HistoryRecord, StoreOp, StoredState, TaskRecord};
+use crate::store::{HistoryRecord, Restore, StoreOp, StoredState, TaskRecord};
 use crate::task::{child_guid, new_guid, NewTask};
 pub use queue::{Backoff, Extra, Holder, Leased, Slot, TopicId, TopicQueue, TopicSettings};
 
@@ -366,7 +366,6 @@ impl State {
     fn take_finished(&mut self, guid: &str) -> Result<(TopicId, Slot), ProtocolError> {
         if let Some(leased) = self.leased.remove(guid) {
             self.queue(leased.topic).n_leased -= 1;
-            self.release_holder(&leased.holder, &leased.slot.guid);
             return Ok((leased.topic, leased.slot));
         }
         if self.dead.contains_key(guid) {
@@ -507,4 +506,15 @@ fn route(
             }
         })
         .collect()
+}
+
+/// The store streams its rows straight into the state at start-up.
+impl Restore for State {
+    fn task(&mut self, record: TaskRecord) {
+        self.restore(record);
+    }
+
+    fn history(&mut self, record: HistoryRecord) {
+        self.restore_history(record);
+    }
 }

@@ -30,7 +30,7 @@ fn worker(state: &mut State, name: &str, topic: &str, capacity: u32, now: Instan
         topics: vec![topic.into()],
         capacity,
         next_topic: None,
-        in_flight: HashSet::new(),
+        in_flight: Default::default(),
         last_seen: now,
     };
     state.register_worker(id.clone(), entry, now);
@@ -260,4 +260,34 @@ fn a_dead_worker_returns_only_what_it_still_holds() {
     state.complete(&first, Vec::new(), None).unwrap();
     assert_eq!(state.remove_worker(&w, "missed heartbeats", now), 1);
     assert_eq!(state.size("t"), Some(1));
+}
+
+#[test]
+fn an_expired_lease_back_at_the_same_worker_never_exceeds_its_capacity() {
+    let now = Instant::now();
+    let later = now + Duration::from_secs(11);
+    let mut state = state(false, |_| {});
+    let w = worker(&mut state, "w", "t", 2, now);
+    let a = put(&mut state, "t", Some("a"));
+    assert_eq!(dispatched(&mut state, now), [("w".into(), vec![a.clone()])]);
+    state.on_timer(later);
+    let b = put(&mut state, "t", Some("b"));
+    assert_eq!(
+        dispatched(&mut state, later),
+        [("w".into(), vec![a.clone()])],
+        "attempt 2 of a goes to w, which still runs attempt 1"
+    );
+    let in_flight = |state: &State| state.workers.stats(later)[0].in_flight;
+    assert_eq!(in_flight(&state), 2);
+    assert!(dispatched(&mut state, later).is_empty(), "w is full");
+
+    // The late DONE of attempt 1 frees its own slot, not the one of attempt 2.
+    state.answered(&w, &a);
+    assert_eq!(state.complete(&a, Vec::new(), None), Ok(0));
+    assert_eq!(in_flight(&state), 1);
+    assert_eq!(dispatched(&mut state, later), [("w".into(), vec![b])]);
+    assert!(dispatched(&mut state, later).is_empty(), "w runs a and b");
+
+    state.answered(&w, &a);
+    assert_eq!(in_flight(&state), 1, "only b is left");
 }
