@@ -7,8 +7,20 @@ use serde_json::{Map, Value};
 use serde_json_path::JsonPath;
 use url::Url;
 
+use super::canon::canonical;
 use super::config::{FieldRule, FollowRule, ParserRule};
 use super::transform::Transform;
+
+/// Scrapy's `IGNORED_EXTENSIONS`: links to these are not pages.
+pub const IGNORED_EXTENSIONS: &[&str] = &[
+    "7z", "7zip", "bz2", "rar", "tar", "tar.gz", "xz", "zip", "gz", "mng", "pct", "bmp", "gif",
+    "jpg", "jpeg", "png", "pst", "psp", "tif", "tiff", "ai", "drw", "dxf", "eps", "ps", "svg",
+    "cdr", "ico", "webp", "mp3", "wma", "ogg", "wav", "ra", "aac", "mid", "au", "aiff", "3gp",
+    "asf", "asx", "avi", "mov", "mp4", "mpg", "qt", "rm", "swf", "wmv", "m4a", "m4v", "flv",
+    "webm", "xls", "xlsm", "xlsx", "xltm", "xltx", "potm", "potx", "ppt", "pptm", "pptx", "pps",
+    "doc", "docb", "docm", "docx", "dotm", "dotx", "odt", "ods", "odg", "odp", "css", "pdf", "exe",
+    "bin", "rss", "dmg", "iso", "apk", "jar", "sh", "rb", "js",
+];
 
 /// What a rule found on one page.
 #[derive(Debug, Default)]
@@ -16,6 +28,8 @@ pub(crate) struct Extracted {
     pub(crate) rows: Vec<Map<String, Value>>,
     pub(crate) links: Vec<(Url, String)>,
     pub(crate) errors: Vec<String>,
+    /// Links dropped because their host is not in `allowed_domains`.
+    pub(crate) offsite: usize,
 }
 
 /// A `[[crawl.parsers]]` entry, ready to run.
@@ -64,7 +78,16 @@ struct CompiledFollow {
     attr: String,
     platform: String,
     allow: Option<Regex>,
+    deny: Option<Regex>,
+    extensions: Vec<String>,
+    domains: Vec<String>,
     same_host: bool,
+}
+
+/// Why a link was not followed.
+enum Refused {
+    Offsite,
+    Filtered,
 }
 
 /// A page, parsed once for every rule that reads it.
@@ -138,6 +161,8 @@ impl CompiledRule {
             Ok(items) => items,
             Err(error) => return self.failed(error),
         };
+        let base = base_url(&document, page_url);
+        let page_url = &base;
         let mut out = Extracted::default();
         for (index, item) in items.iter().enumerate() {
             match self.row(item, page_url) {
@@ -155,8 +180,22 @@ impl CompiledRule {
         }
         out.rows
             .retain(|row| !row.is_empty() || self.fields.is_empty());
-        out.links = self.links(&document, page_url);
+        (out.links, out.offsite) = self.links(&document, page_url);
         out
+    }
+
+    /// False when the rule cannot read a response of this content type: an `html`
+    /// rule reads HTML and XML, an `auto` rule also JSON and text, a `json` rule all.
+    pub(crate) fn reads_content_type(&self, content_type: Option<&str>) -> bool {
+        let Some(value) = content_type.map(str::to_ascii_lowercase) else {
+            return true;
+        };
+        let has = |parts: &[&str]| parts.iter().any(|p| value.contains(p));
+        match self.kind {
+            Kind::Json => true,
+            Kind::Html => has(&["html", "xml"]),
+            Kind::Auto => has(&["html", "xml", "json", "javascript", "text/"]),
+        }
     }
 
     fn failed(&self, error: String) -> Extracted {
@@ -243,8 +282,9 @@ impl CompiledRule {
         Ok(row)
     }
 
-    fn links(&self, document: &Document, page_url: &Url) -> Vec<(Url, String)> {
+    fn links(&self, document: &Document, page_url: &Url) -> (Vec<(Url, String)>, usize) {
         let mut links = Vec::new();
+        let mut offsite = 0;
         for follow in &self.follow {
             let raw: Vec<String> = match document {
                 Document::Html(html) => follow.locator.css.as_ref().map_or_else(Vec::new, |css| {
@@ -263,12 +303,14 @@ impl CompiledRule {
                 }
             };
             for href in raw {
-                if let Some(url) = follow.accept(&href, page_url) {
-                    links.push((url, follow.platform.clone()));
+                match follow.accept(&href, page_url) {
+                    Ok(url) => links.push((url, follow.platform.clone())),
+                    Err(Refused::Offsite) => offsite += 1,
+                    Err(Refused::Filtered) => {}
                 }
             }
         }
-        links
+        (links, offsite)
     }
 }
 
@@ -351,8 +393,10 @@ fn json_path(path: &str) -> Result<JsonPath, String> {
 
 impl CompiledField {
     fn new(field: &FieldRule, kind: Kind) -> Result<Self, String> {
-        if field.name.is_empty() || field.name == "url" {
-            return Err("name must be set and not `url` (the page url column)".into());
+        if field.name.is_empty() || field.name == "url" || field.name == "final_url" {
+            return Err(
+                "name must be set and not `url` or `final_url` (the page's columns)".into(),
+            );
         }
         let locator = if field.selector.is_empty() && field.path.is_empty() {
             None
@@ -407,12 +451,21 @@ impl CompiledField {
 impl CompiledFollow {
     fn new(rule: &FollowRule, platform: &str, kind: Kind) -> Result<Self, String> {
         let kind = locator_kind(kind, &rule.selector, &rule.path);
-        let allow = match rule.allow.as_str() {
-            "" => None,
-            pattern => {
-                Some(Regex::new(pattern).map_err(|e| format!("bad allow regex {pattern:?}: {e}"))?)
-            }
+        let allow = optional_regex("allow", &rule.allow)?;
+        let deny = optional_regex("deny", &rule.deny)?;
+        let extensions = match &rule.deny_extensions {
+            Some(list) => list
+                .iter()
+                .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
+            None => IGNORED_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
         };
+        let domains = rule
+            .allowed_domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
         Ok(CompiledFollow {
             locator: Locator::new(&rule.selector, &rule.path, kind)?,
             attr: rule.attr.clone(),
@@ -422,22 +475,79 @@ impl CompiledFollow {
                 rule.platform.clone()
             },
             allow,
+            deny,
+            extensions,
+            domains,
             same_host: rule.same_host,
         })
     }
 
-    /// The absolute http(s) URL of `href`, without fragment, if the rule allows it.
-    fn accept(&self, href: &str, page_url: &Url) -> Option<Url> {
-        let mut url = page_url.join(href.trim()).ok()?;
-        url.set_fragment(None);
-        let scheme_ok = matches!(url.scheme(), "http" | "https");
-        let host_ok = !self.same_host
-            || (url.host_str() == page_url.host_str()
-                && url.port_or_known_default() == page_url.port_or_known_default());
+    /// The canonical absolute http(s) URL of `href`, if the rule follows it.
+    fn accept(&self, href: &str, page_url: &Url) -> Result<Url, Refused> {
+        let url = page_url.join(href.trim()).map_err(|_| Refused::Filtered)?;
+        let url = canonical(&url);
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Refused::Filtered);
+        }
+        if !self.host_ok(&url, page_url) {
+            return Err(Refused::Offsite);
+        }
         let allowed = self
             .allow
             .as_ref()
             .is_none_or(|re| re.is_match(url.as_str()));
-        (scheme_ok && host_ok && allowed).then_some(url)
+        let denied = self
+            .deny
+            .as_ref()
+            .is_some_and(|re| re.is_match(url.as_str()));
+        let path = url.path().to_ascii_lowercase();
+        let ignored = self.extensions.iter().any(|ext| {
+            path.len() > ext.len()
+                && path.ends_with(ext.as_str())
+                && path[..path.len() - ext.len()].ends_with('.')
+        });
+        if allowed && !denied && !ignored {
+            Ok(url)
+        } else {
+            Err(Refused::Filtered)
+        }
     }
+
+    /// `allowed_domains` (subdomains included, any port), else `same_host`.
+    fn host_ok(&self, url: &Url, page_url: &Url) -> bool {
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if !self.domains.is_empty() {
+            return self.domains.iter().any(|domain| {
+                host == *domain
+                    || (host.len() > domain.len()
+                        && host.ends_with(domain.as_str())
+                        && host[..host.len() - domain.len()].ends_with('.'))
+            });
+        }
+        !self.same_host
+            || (url.host_str() == page_url.host_str()
+                && url.port_or_known_default() == page_url.port_or_known_default())
+    }
+}
+
+fn optional_regex(what: &str, pattern: &str) -> Result<Option<Regex>, String> {
+    match pattern {
+        "" => Ok(None),
+        pattern => Regex::new(pattern)
+            .map(Some)
+            .map_err(|e| format!("bad {what} regex {pattern:?}: {e}")),
+    }
+}
+
+/// The page's `<base href>` resolved against its URL, else the URL itself.
+fn base_url(document: &Document, page_url: &Url) -> Url {
+    let Document::Html(html) = document else {
+        return page_url.clone();
+    };
+    let selector = Selector::parse("base[href]").expect("a valid selector");
+    html.select(&selector)
+        .next()
+        .and_then(|el| el.value().attr("href"))
+        .and_then(|href| page_url.join(href.trim()).ok())
+        .unwrap_or_else(|| page_url.clone())
 }

@@ -3,6 +3,7 @@
 //! and links to follow), and an example site to run them against. The worker stages
 //! that move tasks over the bus wrap these functions.
 
+pub mod canon;
 pub mod charset;
 pub mod config;
 pub mod dedup;
@@ -14,8 +15,10 @@ pub mod fetcher;
 mod limits;
 pub mod parser;
 mod request;
+mod robots;
 pub mod site;
 pub mod site_data;
+pub mod spider;
 mod transform;
 
 pub use config::{
