@@ -12,6 +12,7 @@ pub mod error;
 pub mod executor;
 mod extract;
 pub mod fetcher;
+mod follow;
 mod limits;
 pub mod parser;
 mod request;
