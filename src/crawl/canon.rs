@@ -14,7 +14,7 @@ pub fn canonical(url: &Url) -> Url {
         let mut pairs: Vec<String> = query
             .split('&')
             .filter(|p| !p.is_empty())
-            .map(|p| normalise_escapes(p))
+            .map(normalise_escapes)
             .collect();
         pairs.sort();
         let joined = pairs.join("&");

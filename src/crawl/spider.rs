@@ -132,7 +132,7 @@ impl SpiderConfig {
             Url::parse(url).map_err(|e| fail(format!("start url {url:?}: {e}")))?;
         }
         let feed = self.feed.to_ascii_lowercase();
-        if !feed.is_empty() && !(feed.ends_with(".jsonl") || feed.ends_with(".csv")) {
+        if !(feed.is_empty() || feed.ends_with(".jsonl") || feed.ends_with(".csv")) {
             return Err(fail(format!(
                 "feed {:?} must end in .jsonl or .csv",
                 self.feed

@@ -26,7 +26,7 @@ pub struct FeedConfig {
 enum Writer {
     Lines(BufWriter<File>),
     Csv {
-        writer: csv::Writer<File>,
+        writer: Box<csv::Writer<File>>,
         columns: Vec<String>,
         fresh: bool,
     },
@@ -86,7 +86,7 @@ impl Writer {
         }
         let fresh = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
         Ok(Writer::Csv {
-            writer: csv::WriterBuilder::new().from_writer(file),
+            writer: Box::new(csv::WriterBuilder::new().from_writer(file)),
             columns: config.columns.clone(),
             fresh,
         })

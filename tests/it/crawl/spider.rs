@@ -55,7 +55,7 @@ fn spider(site: &SpiderSite, feed: &Path) -> SpiderConfig {
 }
 
 fn run_config(edit: impl FnOnce(&mut Config)) -> Arc<Config> {
-    let config = common::config(|config| {
+    common::config(|config| {
         config.workers = workers();
         config.run.exit_when_idle = true;
         config.run.max_secs = 60.0;
@@ -63,8 +63,7 @@ fn run_config(edit: impl FnOnce(&mut Config)) -> Arc<Config> {
         config.crawl.fetcher.backoff_base_ms = 10;
         edit(config);
         config.wire_spider_feeds();
-    });
-    config
+    })
 }
 
 async fn run(config: Arc<Config>) -> RunSummary {
