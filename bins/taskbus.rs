@@ -39,6 +39,9 @@ struct Cli {
 enum Command {
     /// Start the broker and every [[workers]] entry in one process.
     Run,
+    /// Crawl from one URL in this process and exit when done: `taskbus crawl URL
+    /// --follow REGEX --field title=css:title --out rows.jsonl`.
+    Crawl(taskbus::cli::crawl::CrawlArgs),
     /// Serve the packager's Redis intake alone ([packager] task_type = "redis"): no
     /// broker, no bus workers; until Ctrl-C, SIGTERM or SIGHUP.
     Packager,
@@ -92,9 +95,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(summary) = taskbus::run::run(config, stop.cancelled_owned()).await? {
                 println!("{}", taskbus::run::summary_text(&summary));
+                if let Some(why) = summary.failure() {
+                    anyhow::bail!("the crawl lost work: {why}");
+                }
             }
             Ok(())
         }
+        Command::Crawl(args) => taskbus::cli::crawl::run(args, &cli.common).await,
         Command::Packager => {
             let config = cli.common.setup()?;
             let stop = stop_on_signal(&config);

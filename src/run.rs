@@ -57,10 +57,33 @@ pub struct RunSummary {
     pub rows_at: String,
     /// Rows each seed task type's table holds now: (table, rows).
     pub tables: Vec<(String, u64)>,
+    /// Feeds written: (task type, file).
+    pub feeds: Vec<(String, String)>,
+    /// Dead letters now, by topic and reason: (topic, reason, tasks).
+    pub dead_reasons: Vec<(String, String, u64)>,
+}
+
+impl RunSummary {
+    /// Why the run counts as failed (rows lost, tasks dead-lettered), if it does.
+    pub fn failure(&self) -> Option<String> {
+        let m = &self.metrics;
+        let mut why = Vec::new();
+        if m.rows_refused > 0 {
+            why.push(format!("{} rows refused by the database", m.rows_refused));
+        }
+        if m.store_errors > 0 {
+            why.push(format!("{} store calls failed", m.store_errors));
+        }
+        if self.tasks_dead > 0 {
+            why.push(format!("{} tasks dead-lettered", self.tasks_dead));
+        }
+        (!why.is_empty()).then(|| why.join(", "))
+    }
 }
 
 /// Starts the broker, the `[[workers]]`, the example site and puts the seed tasks.
 pub async fn start(config: Arc<Config>) -> anyhow::Result<Running> {
+    check_consumers(&config)?;
     let broker = Broker::bind(config.clone()).await?;
     let endpoints = broker.endpoints().clone();
     let broker_stop = CancellationToken::new();
@@ -152,13 +175,16 @@ impl Running {
     /// The seed tasks of `[run]`, with the site's address filled in.
     fn seeds(&self) -> Vec<NewTask> {
         let base = self.site.map(|a| format!("http://{a}")).unwrap_or_default();
+        let spiders = self.config.crawl.spiders.iter().map(|s| s.seed_task());
         self.config
             .run
             .tasks
             .iter()
+            .cloned()
+            .chain(spiders)
             .map(|task| NewTask {
                 body: fill_placeholder(&task.body.to_value(), &base).into(),
-                ..task.clone()
+                ..task
             })
             .collect()
     }
@@ -229,11 +255,31 @@ impl Running {
             tasks_dead: total("dead"),
             rows_at: rows_location(&self.config.storer),
             tables: Vec::new(),
+            feeds: Vec::new(),
+            dead_reasons: dead_reasons(&mut client).await?,
         };
+        let feeds = &self.config.storer.feeds;
+        let mut task_types = seed_task_types(&self.config.run.tasks);
+        task_types.extend(
+            self.config
+                .crawl
+                .spiders
+                .iter()
+                .map(|s| s.table().to_string()),
+        );
+        let (fed, tabled): (Vec<String>, Vec<String>) =
+            task_types.into_iter().partition(|t| feeds.contains_key(t));
+        summary.feeds = fed
+            .into_iter()
+            .map(|t| {
+                let path = feeds[&t].path.display().to_string();
+                (t, path)
+            })
+            .collect();
         let has_storer = self.config.workers.iter().any(|w| w.stage == "storer");
-        if has_storer {
+        if has_storer && !tabled.is_empty() {
             let storer = crate::storer::Storer::open(&self.config.storer).await?;
-            for task_type in seed_task_types(&self.config.run.tasks) {
+            for task_type in tabled {
                 let table = storer.table_name(&task_type)?;
                 summary
                     .tables
@@ -295,14 +341,25 @@ pub async fn run(
 /// The lines `taskbus run` prints at the end.
 pub fn summary_text(summary: &RunSummary) -> String {
     let m = &summary.metrics;
+    let http: Vec<String> = m
+        .http_errors
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
     let mut text = format!(
-        "crawl finished in {:.1} s\n  pages fetched: {} ({} failed)\n  rows parsed: {}, stored: {} (upserts: a page crawled again updates its rows), refused: {}\n  tasks: {} done, {} failed attempts, {} dead\n  rows are in {}\n",
+        "crawl finished in {:.1} s\n  pages fetched: {} ({} failed), retries: {}\n  skipped: robots.txt {}, not html {}, off-domain links {}\n  http errors: {}\n  rows parsed: {}, stored: {} (upserts: a page crawled again updates its rows), refused: {}\n  parse errors: {}\n  tasks: {} done, {} failed attempts, {} dead\n  rows are in {}\n",
         summary.seconds,
         m.pages,
         m.pages_failed,
+        m.retried,
+        m.skipped_robots,
+        m.skipped_content_type,
+        m.skipped_offsite,
+        if http.is_empty() { "none".to_string() } else { http.join(", ") },
         m.rows_parsed,
         m.rows_stored,
         m.rows_refused,
+        m.parse_errors,
         summary.tasks_done,
         summary.tasks_failed,
         summary.tasks_dead,
@@ -311,12 +368,77 @@ pub fn summary_text(summary: &RunSummary) -> String {
     for (table, rows) in &summary.tables {
         text.push_str(&format!("  table {table}: {rows} rows\n"));
     }
+    for (task_type, path) in &summary.feeds {
+        text.push_str(&format!("  feed {task_type}: {path}\n"));
+    }
+    for (topic, reason, n) in &summary.dead_reasons {
+        text.push_str(&format!("  dead in {topic}: {n} x {reason}\n"));
+    }
     let errors = m.pages_failed + m.parse_errors + m.rows_refused + m.store_errors;
     text.push_str(&format!("  errors: {errors}"));
     if errors > 0 || summary.tasks_dead > 0 {
-        text.push_str(" (see log/scripts.log and `taskbus dead list`)");
+        text.push_str(
+            " (details in scripts.log; the dead letters stay in the broker's store: start \
+             `taskbus run` with TASKBUS__RUN__EXIT_WHEN_IDLE=false, then `taskbus dead list`)",
+        );
     }
     text
+}
+
+/// Longest dead-letter reason shown in the summary, in characters.
+const REASON_CHARS: usize = 120;
+
+/// The dead letters by topic and reason (their last error, cut short).
+async fn dead_reasons(client: &mut Client) -> anyhow::Result<Vec<(String, String, u64)>> {
+    let reply = client
+        .request(&serde_json::json!({"type": "dead_list", "limit": 1000}))
+        .await?;
+    let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for task in reply["tasks"].as_array().into_iter().flatten() {
+        let topic = task["topic"].as_str().unwrap_or_default().to_string();
+        let error = task["last_error"].as_str().unwrap_or("no error recorded");
+        let reason: String = error.chars().take(REASON_CHARS).collect();
+        *counts.entry((topic, reason)).or_default() += 1;
+    }
+    Ok(counts.into_iter().map(|((t, r), n)| (t, r, n)).collect())
+}
+
+/// With `exit_when_idle`, a seeded topic no `[[workers]]` entry takes would wait until
+/// `max_secs`: refuse to start instead, naming the topic. Without it, warn (a worker
+/// in another process may take it).
+fn check_consumers(config: &Config) -> anyhow::Result<()> {
+    let taken: BTreeSet<&str> = config
+        .workers
+        .iter()
+        .flat_map(|w| w.topics.iter().map(String::as_str))
+        .collect();
+    let mut wanted: Vec<(String, &str)> = config
+        .run
+        .tasks
+        .iter()
+        .filter_map(|t| t.topic.clone())
+        .map(|t| (t, "[[run.tasks]]"))
+        .collect();
+    if !config.crawl.spiders.is_empty() {
+        use crate::crawl::stage::{FETCH_TOPIC, PARSE_TOPIC, STORE_TOPIC};
+        for topic in [FETCH_TOPIC, PARSE_TOPIC, STORE_TOPIC] {
+            wanted.push((topic.to_string(), "[[crawl.spiders]]"));
+        }
+    }
+    for (topic, by) in wanted {
+        if taken.contains(topic.as_str()) {
+            continue;
+        }
+        let message = format!(
+            "no [[workers]] entry takes topic {topic:?} (its tasks come from {by}); add a \
+             [[workers]] entry with topics = [{topic:?}]"
+        );
+        if config.run.exit_when_idle {
+            anyhow::bail!(message);
+        }
+        log::warn!("{message}");
+    }
+    Ok(())
 }
 
 /// The number of waiting (pending, ready or delayed) and of leased tasks in a

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod commands;
+pub mod crawl;
 
 use std::path::PathBuf;
 use std::sync::Arc;

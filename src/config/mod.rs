@@ -114,12 +114,51 @@ impl Config {
             .unwrap_or(self.broker.max_retry)
     }
 
+    /// Makes the relative paths (data and log folders, SQLite file, feeds) relative
+    /// to `folder`, the configuration file's folder, instead of the current one.
+    pub fn resolve_paths(&mut self, folder: &Path) {
+        if folder.as_os_str().is_empty() {
+            return;
+        }
+        let under = |path: &mut PathBuf| {
+            if path.is_relative() && !path.as_os_str().is_empty() {
+                *path = folder.join(&*path);
+            }
+        };
+        under(&mut self.store.data_dir);
+        under(&mut self.log.dir);
+        under(&mut self.storer.sqlite_path);
+        for feed in self.storer.feeds.values_mut() {
+            under(&mut feed.path);
+        }
+    }
+
+    /// A spider with a `feed` sends its rows there: `[storer.feeds]` gets an entry
+    /// for its table, with its columns in order.
+    pub fn wire_spider_feeds(&mut self) {
+        for spider in &self.crawl.spiders {
+            if spider.feed.is_empty() {
+                continue;
+            }
+            let mut columns = vec!["url".to_string(), "final_url".to_string()];
+            columns.extend(spider.fields.keys().cloned());
+            self.storer.feeds.insert(
+                spider.table().to_string(),
+                crate::storer::FeedConfig {
+                    path: PathBuf::from(&spider.feed),
+                    columns,
+                },
+            );
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.broker.validate()?;
         for (name, topic) in &self.topics {
             topic.validate(name)?;
         }
         self.scheduler.validate().map_err(|e| e.to_string())?;
+        self.crawl.validate().map_err(|e| format!("crawl: {e}"))?;
         self.storer.validate().map_err(|e| format!("storer: {e}"))?;
         self.packager
             .validate()
@@ -163,7 +202,11 @@ pub fn load(
         None => (toml::Table::new(), "defaults".to_owned()),
     };
     apply_env(&mut table, env)?;
-    from_table(table, &origin)
+    let mut config = from_table(table, &origin)?;
+    if let Some(folder) = path.and_then(Path::parent) {
+        config.resolve_paths(folder);
+    }
+    Ok(config)
 }
 
 /// [`load`] from a configuration's text instead of a file (the binaries' built-in
@@ -193,6 +236,8 @@ pub fn from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigErro
                 message: e.into_inner().to_string(),
             }
         })?;
+    let mut config = config;
+    config.wire_spider_feeds();
     config.validate().map_err(|message| ConfigError::Invalid {
         origin: origin.to_owned(),
         path: "value".into(),

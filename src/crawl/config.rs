@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use super::spider::SpiderConfig;
+
 /// `[crawl]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -18,13 +20,28 @@ pub struct CrawlConfig {
     pub dedup: DedupConfig,
     /// `[crawl.follow]`: how followed links become fetch tasks.
     pub follow: FollowConfig,
+    /// `[[crawl.spiders]]`: crawls given by start URLs, link rules and fields.
+    pub spiders: Vec<SpiderConfig>,
 }
 
 impl CrawlConfig {
+    /// Checks the spiders (names unique, start URLs, fields, regexes).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for spider in &self.spiders {
+            spider.validate()?;
+            if !names.insert(spider.name.as_str()) {
+                return Err(format!("spider {:?} is defined twice", spider.name));
+            }
+        }
+        Ok(())
+    }
+
     /// The parser's part of the section.
     pub fn parser(&self) -> ParserConfig {
+        let spiders = self.spiders.iter().filter_map(|s| s.parser_rule().ok());
         ParserConfig {
-            rules: self.parsers.clone(),
+            rules: self.parsers.iter().cloned().chain(spiders).collect(),
             dedup: self.dedup.clone(),
             follow: self.follow.clone(),
         }
@@ -115,6 +132,13 @@ pub struct FetcherConfig {
     pub user_agent: String,
     /// Proxy URLs (`http://`, `https://`) used round-robin when a url asks for one.
     pub proxies: Vec<String>,
+    /// Fetch each origin's robots.txt once and skip the URLs it disallows; its
+    /// Crawl-delay spaces the requests to that origin.
+    pub obey_robots: bool,
+    /// Retries after the first attempt when the task body's `content.max_retry` is 0.
+    pub retry_times: u32,
+    /// Statuses retried (besides timeouts and connection errors). Others are final.
+    pub retry_http_codes: Vec<u16>,
 }
 
 impl Default for FetcherConfig {
@@ -134,6 +158,9 @@ impl Default for FetcherConfig {
             max_body_bytes: 16 * 1024 * 1024,
             user_agent: concat!("taskbus/", env!("CARGO_PKG_VERSION")).to_string(),
             proxies: Vec::new(),
+            obey_robots: true,
+            retry_times: 2,
+            retry_http_codes: vec![500, 502, 503, 504, 522, 524, 408, 429],
         }
     }
 }
@@ -157,6 +184,9 @@ pub struct ParserRule {
     pub fields: Vec<FieldRule>,
     /// Links to fetch next.
     pub follow: Vec<FollowRule>,
+    /// Links of this rule's pages further than this many hops from the first page
+    /// are not followed; 0: `[crawl.follow] max_depth`.
+    pub max_depth: u32,
 }
 
 impl Default for ParserRule {
@@ -169,6 +199,7 @@ impl Default for ParserRule {
             allow_empty: false,
             fields: Vec::new(),
             follow: Vec::new(),
+            max_depth: 0,
         }
     }
 }
@@ -225,7 +256,16 @@ pub struct FollowRule {
     pub platform: String,
     /// Only absolute URLs matching this regex are followed; empty: all.
     pub allow: String,
-    /// Only links to the page's own host and port are followed.
+    /// Links whose absolute URL matches this regex are not followed; empty: none.
+    pub deny: String,
+    /// Links whose path ends with `.EXT` for one of these are not followed. Default:
+    /// Scrapy's `IGNORED_EXTENSIONS` (images, audio, video, archives, office, ...).
+    pub deny_extensions: Option<Vec<String>>,
+    /// Host names whose pages (and their subdomains', any port) are followed; empty:
+    /// `same_host` decides.
+    pub allowed_domains: Vec<String>,
+    /// Only links to the page's own host and port are followed (when
+    /// `allowed_domains` is empty).
     pub same_host: bool,
 }
 
@@ -237,6 +277,9 @@ impl Default for FollowRule {
             attr: "href".to_string(),
             platform: String::new(),
             allow: String::new(),
+            deny: String::new(),
+            deny_extensions: None,
+            allowed_domains: Vec::new(),
             same_host: true,
         }
     }

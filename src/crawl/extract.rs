@@ -1,13 +1,13 @@
 //! Parser rules compiled once (CSS selectors, JSONPaths, transforms) and applied to
 //! one page: rows of fields, and the links to follow.
 
-use regex::Regex;
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
 use serde_json_path::JsonPath;
 use url::Url;
 
-use super::config::{FieldRule, FollowRule, ParserRule};
+use super::config::{FieldRule, ParserRule};
+use super::follow::{CompiledFollow, Refused};
 use super::transform::Transform;
 
 /// What a rule found on one page.
@@ -16,6 +16,8 @@ pub(crate) struct Extracted {
     pub(crate) rows: Vec<Map<String, Value>>,
     pub(crate) links: Vec<(Url, String)>,
     pub(crate) errors: Vec<String>,
+    /// Links dropped because their host is not in `allowed_domains`.
+    pub(crate) offsite: usize,
 }
 
 /// A `[[crawl.parsers]]` entry, ready to run.
@@ -31,16 +33,16 @@ pub(crate) struct CompiledRule {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(super) enum Kind {
     Html,
     Json,
     Auto,
 }
 
 /// A CSS selector (HTML pages) and/or a JSONPath (JSON bodies).
-struct Locator {
-    css: Option<Selector>,
-    json: Option<JsonPath>,
+pub(super) struct Locator {
+    pub(super) css: Option<Selector>,
+    pub(super) json: Option<JsonPath>,
 }
 
 enum Extract {
@@ -57,14 +59,6 @@ struct CompiledField {
     all: bool,
     required: bool,
     transforms: Vec<Transform>,
-}
-
-struct CompiledFollow {
-    locator: Locator,
-    attr: String,
-    platform: String,
-    allow: Option<Regex>,
-    same_host: bool,
 }
 
 /// A page, parsed once for every rule that reads it.
@@ -138,6 +132,8 @@ impl CompiledRule {
             Ok(items) => items,
             Err(error) => return self.failed(error),
         };
+        let base = base_url(&document, page_url);
+        let page_url = &base;
         let mut out = Extracted::default();
         for (index, item) in items.iter().enumerate() {
             match self.row(item, page_url) {
@@ -155,8 +151,22 @@ impl CompiledRule {
         }
         out.rows
             .retain(|row| !row.is_empty() || self.fields.is_empty());
-        out.links = self.links(&document, page_url);
+        (out.links, out.offsite) = self.links(&document, page_url);
         out
+    }
+
+    /// False when the rule cannot read a response of this content type: an `html`
+    /// rule reads HTML and XML, an `auto` rule also JSON and text, a `json` rule all.
+    pub(crate) fn reads_content_type(&self, content_type: Option<&str>) -> bool {
+        let Some(value) = content_type.map(str::to_ascii_lowercase) else {
+            return true;
+        };
+        let has = |parts: &[&str]| parts.iter().any(|p| value.contains(p));
+        match self.kind {
+            Kind::Json => true,
+            Kind::Html => has(&["html", "xml"]),
+            Kind::Auto => has(&["html", "xml", "json", "javascript", "text/"]),
+        }
     }
 
     fn failed(&self, error: String) -> Extracted {
@@ -243,8 +253,9 @@ impl CompiledRule {
         Ok(row)
     }
 
-    fn links(&self, document: &Document, page_url: &Url) -> Vec<(Url, String)> {
+    fn links(&self, document: &Document, page_url: &Url) -> (Vec<(Url, String)>, usize) {
         let mut links = Vec::new();
+        let mut offsite = 0;
         for follow in &self.follow {
             let raw: Vec<String> = match document {
                 Document::Html(html) => follow.locator.css.as_ref().map_or_else(Vec::new, |css| {
@@ -263,12 +274,14 @@ impl CompiledRule {
                 }
             };
             for href in raw {
-                if let Some(url) = follow.accept(&href, page_url) {
-                    links.push((url, follow.platform.clone()));
+                match follow.accept(&href, page_url) {
+                    Ok(url) => links.push((url, follow.platform.clone())),
+                    Err(Refused::Offsite) => offsite += 1,
+                    Err(Refused::Filtered) => {}
                 }
             }
         }
-        links
+        (links, offsite)
     }
 }
 
@@ -302,7 +315,7 @@ impl Node<'_> {
 impl Locator {
     /// Compiles what the kind needs: `css` for html, `path` for json, whichever
     /// parses for auto.
-    fn new(css: &str, path: &str, kind: Kind) -> Result<Self, String> {
+    pub(super) fn new(css: &str, path: &str, kind: Kind) -> Result<Self, String> {
         let selector = match (css.is_empty() || kind == Kind::Json, Selector::parse(css)) {
             (true, _) => None,
             (false, Ok(selector)) => Some(selector),
@@ -329,7 +342,7 @@ impl Locator {
 
 /// The kind a field or link locator is compiled for: in an `auto` rule, a locator
 /// with only a selector is CSS and one with only a path is JSON.
-fn locator_kind(rule_kind: Kind, selector: &str, path: &str) -> Kind {
+pub(super) fn locator_kind(rule_kind: Kind, selector: &str, path: &str) -> Kind {
     match (rule_kind, selector.is_empty(), path.is_empty()) {
         (Kind::Auto, false, true) => Kind::Html,
         (Kind::Auto, true, false) => Kind::Json,
@@ -351,8 +364,10 @@ fn json_path(path: &str) -> Result<JsonPath, String> {
 
 impl CompiledField {
     fn new(field: &FieldRule, kind: Kind) -> Result<Self, String> {
-        if field.name.is_empty() || field.name == "url" {
-            return Err("name must be set and not `url` (the page url column)".into());
+        if field.name.is_empty() || field.name == "url" || field.name == "final_url" {
+            return Err(
+                "name must be set and not `url` or `final_url` (the page's columns)".into(),
+            );
         }
         let locator = if field.selector.is_empty() && field.path.is_empty() {
             None
@@ -404,40 +419,15 @@ impl CompiledField {
     }
 }
 
-impl CompiledFollow {
-    fn new(rule: &FollowRule, platform: &str, kind: Kind) -> Result<Self, String> {
-        let kind = locator_kind(kind, &rule.selector, &rule.path);
-        let allow = match rule.allow.as_str() {
-            "" => None,
-            pattern => {
-                Some(Regex::new(pattern).map_err(|e| format!("bad allow regex {pattern:?}: {e}"))?)
-            }
-        };
-        Ok(CompiledFollow {
-            locator: Locator::new(&rule.selector, &rule.path, kind)?,
-            attr: rule.attr.clone(),
-            platform: if rule.platform.is_empty() {
-                platform.to_string()
-            } else {
-                rule.platform.clone()
-            },
-            allow,
-            same_host: rule.same_host,
-        })
-    }
-
-    /// The absolute http(s) URL of `href`, without fragment, if the rule allows it.
-    fn accept(&self, href: &str, page_url: &Url) -> Option<Url> {
-        let mut url = page_url.join(href.trim()).ok()?;
-        url.set_fragment(None);
-        let scheme_ok = matches!(url.scheme(), "http" | "https");
-        let host_ok = !self.same_host
-            || (url.host_str() == page_url.host_str()
-                && url.port_or_known_default() == page_url.port_or_known_default());
-        let allowed = self
-            .allow
-            .as_ref()
-            .is_none_or(|re| re.is_match(url.as_str()));
-        (scheme_ok && host_ok && allowed).then_some(url)
-    }
+/// The page's `<base href>` resolved against its URL, else the URL itself.
+fn base_url(document: &Document, page_url: &Url) -> Url {
+    let Document::Html(html) = document else {
+        return page_url.clone();
+    };
+    let selector = Selector::parse("base[href]").expect("a valid selector");
+    html.select(&selector)
+        .next()
+        .and_then(|el| el.value().attr("href"))
+        .and_then(|href| page_url.join(href.trim()).ok())
+        .unwrap_or_else(|| page_url.clone())
 }

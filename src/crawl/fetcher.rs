@@ -20,6 +20,10 @@ use super::envelope::{Content, LocalTask, ResultEntry, UrlEntry};
 use super::error::CrawlError;
 use super::limits::Limits;
 use super::request::{join_cookies, task_cookie, Hop, RequestSpec};
+use super::robots::RobotsCache;
+
+/// `other.skipped` of a result the fetcher did not request: robots.txt disallows it.
+pub const SKIPPED_ROBOTS: &str = "robots";
 
 /// Clients kept for proxies named by url entries (not in the configured list).
 const MAX_ADHOC_PROXIES: usize = 64;
@@ -33,6 +37,7 @@ pub struct Fetcher {
     pool: Vec<(String, Client)>,
     next_proxy: AtomicUsize,
     adhoc: Mutex<HashMap<String, Client>>,
+    robots: RobotsCache,
 }
 
 /// What one task's fetches share: its cookie jar and `content` settings.
@@ -75,6 +80,7 @@ impl Fetcher {
             pool,
             next_proxy: AtomicUsize::new(0),
             adhoc: Mutex::new(HashMap::new()),
+            robots: RobotsCache::new(&config.user_agent, config.max_domains),
             config: config.clone(),
         })
     }
@@ -157,10 +163,23 @@ impl Fetcher {
         };
         result.proxy = Some(proxy.unwrap_or_default());
         let host = spec.url.host_str().unwrap_or_default().to_string();
-        let max_retry = session.content.max_retry.min(self.config.max_retry_cap);
+        let mut crawl_delay = None;
+        if self.config.obey_robots {
+            let permit = self.limits.acquire(&host, None);
+            let rules = self.robots.rules(&client, &spec.url, permit).await;
+            if !rules.allowed(&spec.url) {
+                return skipped(result, SKIPPED_ROBOTS, "robots.txt disallows this url");
+            }
+            crawl_delay = rules.delay();
+        }
+        let max_retry = match session.content.max_retry {
+            0 => self.config.retry_times,
+            n => n,
+        }
+        .min(self.config.max_retry_cap);
         loop {
             let outcome = {
-                let _permit = self.limits.acquire(&host).await;
+                let _permit = self.limits.acquire(&host, crawl_delay).await;
                 self.attempt(&client, &spec, session).await
             };
             let wait = match self.retry_wait(&outcome, result.retry) {
@@ -193,11 +212,11 @@ impl Fetcher {
     }
 
     /// How long to wait before retry number `retry + 1`, or None when the outcome is
-    /// final (success, a 4xx other than 408/429, a non-transport error). Retried:
-    /// connection errors, timeouts, broken bodies, 5xx, 408 and 429.
+    /// final (success, a status not in `retry_http_codes`, a non-transport error).
+    /// Retried: connection errors, timeouts, broken bodies, `retry_http_codes`.
     fn retry_wait(&self, outcome: &Result<Page, AttemptError>, retry: u32) -> Option<Duration> {
         let retryable = match outcome {
-            Ok(page) => retryable_status(page.status),
+            Ok(page) => self.config.retry_http_codes.contains(&page.status.as_u16()),
             Err(AttemptError::Transport(e)) => {
                 e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
             }
@@ -428,12 +447,19 @@ async fn read_page(mut response: Response, url: Url, limit: usize) -> Result<Pag
     })
 }
 
-/// Worth another try: the server is failing (5xx), asks us to slow down (429), or
-/// timed the request out (408).
-fn retryable_status(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
+/// A result for a url the fetcher did not request, marked `other.skipped = why`.
+fn skipped(mut result: ResultEntry, why: &str, error: &str) -> ResultEntry {
+    log::debug!("url {} skipped: {error}", result.url);
+    result.time = now_string();
+    result.error = Some(error.to_string());
+    result.sucess = false;
+    result.other = Some(json!({ "skipped": why }));
+    result
+}
+
+/// Why the fetcher did not request a result's url, if it did not.
+pub fn skip_reason(result: &ResultEntry) -> Option<&str> {
+    result.other.as_ref()?.get("skipped")?.as_str()
 }
 
 fn describe(outcome: &Result<Page, AttemptError>) -> String {

@@ -45,7 +45,9 @@ impl Limits {
 
     /// Waits for a host slot, then a global slot, then the host's delay. The host slot
     /// comes first so that a request waiting on a busy host holds no global slot.
-    pub(crate) async fn acquire(&self, host: &str) -> Permit {
+    /// `floor` raises the delay for this host (a robots.txt Crawl-delay).
+    pub(crate) async fn acquire(&self, host: &str, floor: Option<Duration>) -> Permit {
+        let delay = floor.map_or(self.delay, |floor| floor.max(self.delay));
         let slot = self.slot(host);
         let host_permit = Arc::clone(&slot.permits)
             .acquire_owned()
@@ -55,11 +57,11 @@ impl Limits {
             .acquire_owned()
             .await
             .expect("global semaphore is never closed");
-        if !self.delay.is_zero() {
+        if !delay.is_zero() {
             let start = {
                 let mut next = slot.next_start.lock().expect("host slot lock");
                 let start = (*next).max(Instant::now());
-                *next = start + self.delay;
+                *next = start + delay;
                 start
             };
             tokio::time::sleep_until(start).await;
@@ -104,12 +106,12 @@ mod tests {
     async fn idle_hosts_are_forgotten_when_full() {
         let limits = Limits::new(4, 2, Duration::ZERO, 3);
         for i in 0..10 {
-            drop(limits.acquire(&format!("h{i}")).await);
+            drop(limits.acquire(&format!("h{i}"), None).await);
         }
         assert!(limits.hosts_len() <= 3, "{}", limits.hosts_len());
-        let held = limits.acquire("busy").await;
+        let held = limits.acquire("busy", None).await;
         for i in 10..20 {
-            drop(limits.acquire(&format!("h{i}")).await);
+            drop(limits.acquire(&format!("h{i}"), None).await);
         }
         assert!(limits.hosts.lock().unwrap().contains_key("busy"));
         drop(held);
@@ -121,11 +123,11 @@ mod tests {
         let begin = Instant::now();
         let mut starts = Vec::new();
         for _ in 0..3 {
-            let _permit = limits.acquire("a").await;
+            let _permit = limits.acquire("a", None).await;
             starts.push(begin.elapsed());
         }
         let other_host = Instant::now();
-        drop(limits.acquire("b").await);
+        drop(limits.acquire("b", None).await);
         assert!(
             other_host.elapsed() < Duration::from_millis(60),
             "hosts are paced apart"

@@ -3,6 +3,7 @@
 //! and links to follow), and an example site to run them against. The worker stages
 //! that move tasks over the bus wrap these functions.
 
+pub mod canon;
 pub mod charset;
 pub mod config;
 pub mod dedup;
@@ -11,11 +12,14 @@ pub mod error;
 pub mod executor;
 mod extract;
 pub mod fetcher;
+mod follow;
 mod limits;
 pub mod parser;
 mod request;
+mod robots;
 pub mod site;
 pub mod site_data;
+pub mod spider;
 mod transform;
 
 pub use config::{

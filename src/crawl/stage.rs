@@ -14,10 +14,11 @@
 //! `body.callback.topic`, the broker's first routing rule, so routing never depends
 //! on which worker ran the stage.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -26,7 +27,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::CrawlConfig;
+use super::envelope::ResultEntry;
 use super::envelope::{Callback, LocalTask};
+use super::fetcher::{skip_reason, SKIPPED_ROBOTS};
 use super::{execute, ExecutorRegistry, Fetcher, Parser};
 use crate::body::Body;
 use crate::task::{root_guid, NewTask, Task};
@@ -73,6 +76,16 @@ pub struct CrawlMetrics {
     pub rows_refused: AtomicU64,
     /// Store calls that failed as a whole (database down, bad table).
     pub store_errors: AtomicU64,
+    /// Urls not requested because robots.txt disallows them.
+    pub skipped_robots: AtomicU64,
+    /// Pages not parsed because of their content type (an image for an html rule).
+    pub skipped_content_type: AtomicU64,
+    /// Links not followed because their host is outside `allowed_domains`.
+    pub skipped_offsite: AtomicU64,
+    /// Retries the fetcher made.
+    pub retried: AtomicU64,
+    /// Final responses with an error status, by status.
+    pub http_errors: Mutex<BTreeMap<u16, u64>>,
     /// Nanoseconds spent inside each stage's task futures (polls only, so waiting on
     /// the network or the database is not counted), by [`StageKind`].
     pub busy_ns: [AtomicU64; 4],
@@ -89,6 +102,12 @@ pub struct MetricsSnapshot {
     pub rows_stored: u64,
     pub rows_refused: u64,
     pub store_errors: u64,
+    pub skipped_robots: u64,
+    pub skipped_content_type: u64,
+    pub skipped_offsite: u64,
+    pub retried: u64,
+    /// Final responses with an error status, by status.
+    pub http_errors: BTreeMap<u16, u64>,
     /// Seconds inside executor, fetcher, parser and storer futures.
     pub busy_secs: [f64; 4],
 }
@@ -106,8 +125,37 @@ impl CrawlMetrics {
             rows_stored: get(&self.rows_stored),
             rows_refused: get(&self.rows_refused),
             store_errors: get(&self.store_errors),
+            skipped_robots: get(&self.skipped_robots),
+            skipped_content_type: get(&self.skipped_content_type),
+            skipped_offsite: get(&self.skipped_offsite),
+            retried: get(&self.retried),
+            http_errors: self.http_errors.lock().expect("metrics lock").clone(),
             busy_secs: std::array::from_fn(|i| get(&self.busy_ns[i]) as f64 / 1e9),
         }
+    }
+
+    /// Counts one fetch task's results; returns the failed ones that were requested
+    /// (not skipped).
+    fn count_fetches<'a>(&self, results: &[&'a ResultEntry]) -> Vec<&'a ResultEntry> {
+        let mut failed = Vec::new();
+        for result in results {
+            CrawlMetrics::add(&self.retried, u64::from(result.retry));
+            match skip_reason(result) {
+                Some(SKIPPED_ROBOTS) => CrawlMetrics::add(&self.skipped_robots, 1),
+                Some(_) => {}
+                None if result.sucess => CrawlMetrics::add(&self.pages, 1),
+                None => {
+                    CrawlMetrics::add(&self.pages, 1);
+                    CrawlMetrics::add(&self.pages_failed, 1);
+                    if let Some(status) = result.status.filter(|s| *s > 0) {
+                        let mut errors = self.http_errors.lock().expect("metrics lock");
+                        *errors.entry(status).or_default() += 1;
+                    }
+                    failed.push(*result);
+                }
+            }
+        }
+        failed
     }
 
     /// Adds `n` to `counter`.
@@ -311,10 +359,11 @@ impl Stage for FetcherStage {
                 let callback = local.callback_topic().map(str::to_string);
                 let parse_tasks = fetcher.fetch_task(local).await;
                 let results: Vec<_> = parse_tasks.iter().flat_map(|t| &t.body.result).collect();
-                let failed: Vec<_> = results.iter().filter(|r| !r.sucess).collect();
-                CrawlMetrics::add(&metrics.pages, results.len() as u64);
-                CrawlMetrics::add(&metrics.pages_failed, failed.len() as u64);
-                if !results.is_empty() && failed.len() == results.len() {
+                let failed = metrics.count_fetches(&results);
+                if !failed.is_empty()
+                    && failed.len() == results.len()
+                    && failed.iter().all(|r| transient(r))
+                {
                     return Err(StageError::retryable(format!(
                         "every url failed; first: {} {}",
                         failed[0].url,
@@ -335,6 +384,15 @@ impl Stage for FetcherStage {
                     .collect())
             }),
         )
+    }
+}
+
+/// A failed fetch worth giving the whole task back to the broker: no response at all
+/// (a connection error or timeout) or a server error. A 404 or 410 is final.
+fn transient(result: &ResultEntry) -> bool {
+    match result.status.unwrap_or(0) {
+        0 => true,
+        status => status >= 500 || status == 429 || status == 408,
     }
 }
 
@@ -363,8 +421,14 @@ impl Stage for ParserStage {
                 let links: usize = out.follow.iter().map(|t| t.body.urls.len()).sum();
                 CrawlMetrics::add(&metrics.rows_parsed, rows);
                 CrawlMetrics::add(&metrics.links_followed, links as u64);
-                CrawlMetrics::add(&metrics.parse_errors, out.errors.len() as u64);
-                if rows == 0 && out.follow.is_empty() && !out.errors.is_empty() {
+                let parse_errors = out.errors.len() - out.fetch_failed;
+                CrawlMetrics::add(&metrics.parse_errors, parse_errors as u64);
+                CrawlMetrics::add(
+                    &metrics.skipped_content_type,
+                    out.skipped_content_type as u64,
+                );
+                CrawlMetrics::add(&metrics.skipped_offsite, out.offsite as u64);
+                if rows == 0 && out.follow.is_empty() && parse_errors > 0 {
                     return Err(StageError::permanent(out.errors.join("; ")));
                 }
                 // The storer reads urls and parsing_data; the pages stay behind.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::error::{Result, StorerError};
+use super::feed::FeedConfig;
 use super::ident;
 
 /// How hard SQLite syncs its WAL on commit.
@@ -45,6 +46,8 @@ pub struct StorerConfig {
     /// Add `STRICT_ALL_TABLES` to the MySQL session's `sql_mode`, so a value a column
     /// cannot take is refused (and reported) instead of truncated silently.
     pub mysql_strict: bool,
+    /// Task type -> a JSON lines or CSV file its rows go to instead of a table.
+    pub feeds: BTreeMap<String, FeedConfig>,
 }
 
 impl Default for StorerConfig {
@@ -58,6 +61,7 @@ impl Default for StorerConfig {
             batch_rows: 500,
             batch_bytes: 4 * 1024 * 1024,
             mysql_strict: true,
+            feeds: BTreeMap::new(),
         }
     }
 }
@@ -87,6 +91,15 @@ impl StorerConfig {
             return Err(StorerError::Config(
                 "sqlite_path is empty and no url is set".into(),
             ));
+        }
+        for (task_type, feed) in &self.feeds {
+            let path = feed.path.to_string_lossy().to_ascii_lowercase();
+            if !(path.ends_with(".jsonl") || path.ends_with(".csv")) {
+                return Err(StorerError::Config(format!(
+                    "feeds.{task_type}: path {:?} must end in .jsonl or .csv",
+                    feed.path
+                )));
+            }
         }
         for (table, fields) in &self.key_fields {
             if fields.is_empty() {

@@ -7,8 +7,12 @@
 /// The longest name MySQL accepts for a table or a column.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// What the page column was called in tables made by earlier versions; such a
+/// column is renamed `url` when the table is first written or read.
+pub const LEGACY_URL_COLUMN: &str = "_url";
+
 /// The storer's own columns, which no field may take.
-pub const RESERVED_COLUMNS: [&str; 4] = ["_key", "_guid", "_url", "_stored_at"];
+pub const RESERVED_COLUMNS: [&str; 4] = ["_key", "_guid", "url", "_stored_at"];
 
 /// Checks a name for a table or column: 1 to 64 characters, each a letter, a digit or
 /// `_`. The error says why, without repeating the name.
@@ -94,7 +98,7 @@ mod tests {
     #[test]
     fn reserved_columns_are_refused_in_any_case() {
         assert!(check_column("_key").is_err());
-        assert!(check_column("_URL").is_err());
+        assert!(check_column("URL").is_err());
         assert_eq!(check_column("_id"), Ok(()));
         let why = check_column("a.b").unwrap_err();
         assert!(why.contains("\"a.b\""), "{why}");

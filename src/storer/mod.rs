@@ -4,7 +4,7 @@
 //!
 //! What a caller can rely on:
 //! - **Invariant:** a table is created on first use, and a new field adds a column;
-//!   columns are `_key` (primary key), `_guid`, `_url`, `_stored_at` (UTC, the last
+//!   columns are `_key` (primary key), `_guid`, `url`, `_stored_at` (UTC, the last
 //!   write), then one per field.
 //! - **Invariant:** writes are upserts on `_key` (the configured key fields' values, or
 //!   a sha256 of guid + url + item index), so a redelivered task never makes a
@@ -20,6 +20,7 @@
 mod batch;
 mod config;
 mod error;
+pub mod feed;
 mod ident;
 mod mysql;
 mod prepare;
@@ -32,6 +33,7 @@ use tokio::sync::oneshot;
 
 pub use config::{SqliteSync, StorerConfig};
 pub use error::{Result, StorerError};
+pub use feed::{FeedConfig, Feeds};
 pub use prepare::Row;
 
 use batch::StoreRequest;
@@ -135,7 +137,7 @@ impl Storer {
     }
 
     /// Every row of the task type's table, ordered by `_key`, each as a map of its
-    /// non-NULL columns (`_key`, `_guid`, `_url`, `_stored_at` and the fields, typed
+    /// non-NULL columns (`_key`, `_guid`, `url`, `_stored_at` and the fields, typed
     /// back as they were stored). Meant for tests and run summaries, not big tables.
     pub async fn fetch_rows(&self, task_type: &str) -> Result<Vec<Map<String, Value>>> {
         let table = self.table_name(task_type)?;

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::batch::{Cycle, RowRef, StoreRequest};
 use super::config::StorerConfig;
 use super::error::{Result, StorerError};
-use super::ident::{column_id, RESERVED_COLUMNS};
+use super::ident::{column_id, LEGACY_URL_COLUMN, RESERVED_COLUMNS};
 use super::prepare::{bind, float_value, int_value, text_value, Bound, Kind, PreparedRow};
 use super::schema::{self, Column, Limits, TableSchema};
 use super::sql::Dialect;
@@ -369,8 +369,19 @@ async fn wait_for_stragglers(inbox: &mpsc::Receiver<StoreRequest>) {
     }
 }
 
+/// The table's columns. A table made before the page column was named `url` has
+/// its `_url` column renamed first.
 async fn load_schema(conn: &mut Conn, table: &str) -> Result<TableSchema, mysql_async::Error> {
-    let rows: Vec<(String, String, String)> = conn.exec(SCHEMA_SQL, (table,)).await?;
+    let mut rows: Vec<(String, String, String)> = conn.exec(SCHEMA_SQL, (table,)).await?;
+    let has = |rows: &[(String, String, String)], name: &str| rows.iter().any(|r| r.0 == name);
+    if has(&rows, LEGACY_URL_COLUMN) && !has(&rows, "url") {
+        let sql = format!(
+            "ALTER TABLE {} RENAME COLUMN `{LEGACY_URL_COLUMN}` TO `url`",
+            super::ident::quote_mysql(table)
+        );
+        conn.query_drop(sql).await?;
+        rows = conn.exec(SCHEMA_SQL, (table,)).await?;
+    }
     let columns = rows
         .into_iter()
         .map(|(name, declared, comment)| Column {

@@ -16,7 +16,7 @@ use super::ident;
 pub struct Row {
     /// The guid of the task the row came from (`_guid` column).
     pub guid: String,
-    /// The page the row was parsed from (`_url` column).
+    /// The page the row was parsed from (`url` column).
     pub url: String,
     /// The row's position among its task's items; with `guid` and `url` it makes the
     /// row's hash key, so the same item of a redelivered task lands on the same row.

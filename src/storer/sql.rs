@@ -34,10 +34,10 @@ impl Dialect {
             // utf8mb4_bin on the key: the default collation would make "A" and "a" one key.
             Dialect::Mysql => {
                 "`_key` VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
-                 `_guid` TEXT, `_url` TEXT, `_stored_at` DATETIME(3) NOT NULL"
+                 `_guid` TEXT, `url` TEXT, `_stored_at` DATETIME(3) NOT NULL"
             }
             Dialect::Sqlite => {
-                "\"_key\" TEXT NOT NULL PRIMARY KEY, \"_guid\" TEXT, \"_url\" TEXT, \
+                "\"_key\" TEXT NOT NULL PRIMARY KEY, \"_guid\" TEXT, \"url\" TEXT, \
                  \"_stored_at\" TEXT NOT NULL"
             }
         };
@@ -64,7 +64,7 @@ impl Dialect {
         format!("ALTER TABLE {} {}", self.quote(table), adds.join(", "))
     }
 
-    /// The upsert of `n_rows` rows of one shape: `_key`, `_guid`, `_url`, `_stored_at`,
+    /// The upsert of `n_rows` rows of one shape: `_key`, `_guid`, `url`, `_stored_at`,
     /// then the shape's columns; on a known `_key` every listed column is replaced.
     pub fn upsert(self, table: &str, shape: &[Column], n_rows: usize) -> String {
         let names: Vec<String> = RESERVED_COLUMNS
@@ -119,13 +119,13 @@ mod tests {
         let mysql = Dialect::Mysql.upsert("jd", &shape(), 2);
         assert_eq!(
             mysql,
-            "INSERT INTO `jd` (`_key`,`_guid`,`_url`,`_stored_at`,`price`) VALUES \
+            "INSERT INTO `jd` (`_key`,`_guid`,`url`,`_stored_at`,`price`) VALUES \
              (?,?,?,?,?),(?,?,?,?,?) ON DUPLICATE KEY UPDATE `_guid`=VALUES(`_guid`),\
-             `_url`=VALUES(`_url`),`_stored_at`=VALUES(`_stored_at`),`price`=VALUES(`price`)"
+             `url`=VALUES(`url`),`_stored_at`=VALUES(`_stored_at`),`price`=VALUES(`price`)"
         );
         let sqlite = Dialect::Sqlite.upsert("jd", &shape(), 1);
         assert!(sqlite.ends_with("ON CONFLICT(\"_key\") DO UPDATE SET \"_guid\"=excluded.\"_guid\",\
-             \"_url\"=excluded.\"_url\",\"_stored_at\"=excluded.\"_stored_at\",\"price\"=excluded.\"price\""), "{sqlite}");
+             \"url\"=excluded.\"url\",\"_stored_at\"=excluded.\"_stored_at\",\"price\"=excluded.\"price\""), "{sqlite}");
     }
 
     #[test]

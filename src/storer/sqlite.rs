@@ -315,7 +315,23 @@ impl Writer {
         }
     }
 
+    /// The table's columns. A table made before the page column was named `url` has
+    /// its `_url` column renamed first.
     fn load_schema(&self, table: &str) -> Result<TableSchema> {
+        let schema = self.read_schema(table)?;
+        if schema.get(ident::LEGACY_URL_COLUMN).is_none() || schema.get("url").is_some() {
+            return Ok(schema);
+        }
+        let sql = format!(
+            "ALTER TABLE {} RENAME COLUMN {} TO \"url\"",
+            ident::quote_sqlite(table),
+            ident::quote_sqlite(ident::LEGACY_URL_COLUMN)
+        );
+        self.conn.execute_batch(&sql).map_err(|e| self.error(&e))?;
+        self.read_schema(table)
+    }
+
+    fn read_schema(&self, table: &str) -> Result<TableSchema> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")

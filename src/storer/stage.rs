@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Row, Storer, StorerConfig};
+use super::{Feeds, Row, Storer, StorerConfig};
 use crate::crawl::stage::{local_task, CrawlMetrics, StageKind, TASK_TYPE_KEY};
 use crate::crawl::LocalTask;
 use crate::task::{NewTask, Task};
@@ -38,15 +38,17 @@ pub async fn build_with(
     storer: &StorerConfig,
     metrics: Arc<CrawlMetrics>,
 ) -> anyhow::Result<Arc<dyn Stage>> {
+    let feeds = Feeds::new(storer.feeds.clone());
     let storer = Storer::open(storer).await?;
     Ok(Arc::new(StorerStage {
         storer: Arc::new(storer),
+        feeds: Arc::new(feeds),
         metrics,
     }))
 }
 
 /// The rows of a parsed task, ready for [`Storer::store`]: each row's `url` field
-/// becomes the `_url` column, `_guid` is the server task's guid, and the index is
+/// becomes the `url` column, `_guid` is the server task's guid, and the index is
 /// the row's position on its page mixed with [`request_id`], so the same item of a redelivered task (at any
 /// stage) gets the same `_key` and is updated, not duplicated.
 pub fn task_rows(local: &LocalTask) -> Vec<Row> {
@@ -101,24 +103,47 @@ fn request_id(entry: &crate::crawl::UrlEntry) -> usize {
     (high as usize) << ITEM_BITS
 }
 
+/// Appends the rows to the task type's feed (buffered appends, flushed per task).
+fn write_feed(
+    feeds: &Feeds,
+    metrics: &CrawlMetrics,
+    task_type: &str,
+    rows: Vec<Row>,
+) -> Result<Vec<NewTask>, StageError> {
+    let n_rows = rows.len() as u64;
+    match feeds.write(task_type, &rows) {
+        Ok(()) => {
+            CrawlMetrics::add(&metrics.rows_stored, n_rows);
+            Ok(Vec::new())
+        }
+        Err(error) => {
+            CrawlMetrics::add(&metrics.store_errors, 1);
+            Err(StageError::retryable(error))
+        }
+    }
+}
+
 struct StorerStage {
     storer: Arc<Storer>,
+    feeds: Arc<Feeds>,
     metrics: Arc<CrawlMetrics>,
 }
 
 impl Stage for StorerStage {
     fn handle(&self, task: Task) -> BoxFuture<'static, Result<Vec<NewTask>, StageError>> {
         let storer = Arc::clone(&self.storer);
+        let feeds = Arc::clone(&self.feeds);
         let metrics = Arc::clone(&self.metrics);
         self.metrics.timed(
             StageKind::Storer,
-            Box::pin(async move { store(&storer, &metrics, task).await }),
+            Box::pin(async move { store(&storer, &feeds, &metrics, task).await }),
         )
     }
 }
 
 async fn store(
     storer: &Storer,
+    feeds: &Feeds,
     metrics: &CrawlMetrics,
     mut task: Task,
 ) -> Result<Vec<NewTask>, StageError> {
@@ -134,6 +159,9 @@ async fn store(
         return Ok(Vec::new());
     }
     let n_rows = rows.len();
+    if feeds.has(&local.topic) {
+        return write_feed(feeds, metrics, &local.topic, rows);
+    }
     let report = match storer.store(&local.topic, rows).await {
         Ok(report) => report,
         Err(error) => {

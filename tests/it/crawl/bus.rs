@@ -164,7 +164,7 @@ fn server_tasks(site: &LocalSite, types: &Types) -> Vec<NewTask> {
     ]
 }
 
-/// The list pages' rows as stored: (`_url`, title, link, price).
+/// The list pages' rows as stored: (`url`, title, link, price).
 fn expected_item_rows(site: &LocalSite, pages: impl Iterator<Item = u32>) -> BTreeSet<String> {
     let mut rows = BTreeSet::new();
     for page in pages {
@@ -181,17 +181,17 @@ fn expected_item_rows(site: &LocalSite, pages: impl Iterator<Item = u32>) -> BTr
 }
 
 fn item_row(url: &str, title: &str, link: &str, price: f64) -> String {
-    json!({"_url": url, "title": title, "link": link, "price": price}).to_string()
+    json!({"url": url, "title": title, "link": link, "price": price}).to_string()
 }
 
-/// The search API's rows as stored: (`_url`, ware_id, name, price).
+/// The search API's rows as stored: (`url`, ware_id, name, price).
 fn expected_phone_rows(site: &LocalSite) -> BTreeSet<String> {
     let mut rows = BTreeSet::new();
     for page in 1..=3 {
         for item in site_data::search_items("9987-830-866", page, "price_desc") {
             rows.insert(
                 json!({
-                    "_url": site.url("/ware/searchList.action"),
+                    "url": site.url("/ware/searchList.action"),
                     "ware_id": item["wareId"].as_str().unwrap().parse::<i64>().unwrap(),
                     "name": item["wname"],
                     "price": item["jdPrice"].as_str().unwrap().parse::<f64>().unwrap(),
@@ -234,17 +234,12 @@ async fn crawl_into(storer_config: StorerConfig, label: &str) -> Types {
     }
 
     let storer = Storer::open(&storer_config).await.unwrap();
-    let items = stored(&storer, &types.items, &["_url", "title", "link", "price"]).await;
+    let items = stored(&storer, &types.items, &["url", "title", "link", "price"]).await;
     let want: Vec<String> = expected_item_rows(&site, 1..=LIST_PAGES)
         .into_iter()
         .collect();
     assert_eq!(items, want, "{label}: list rows");
-    let phones = stored(
-        &storer,
-        &types.phones,
-        &["_url", "ware_id", "name", "price"],
-    )
-    .await;
+    let phones = stored(&storer, &types.phones, &["url", "ware_id", "name", "price"]).await;
     let want: Vec<String> = expected_phone_rows(&site).into_iter().collect();
     assert_eq!(phones, want, "{label}: search rows");
     let guids: BTreeSet<String> = storer
@@ -326,7 +321,7 @@ async fn a_redelivered_parse_task_stores_no_duplicate_rows() {
         // No fetcher here: the page's follow tasks wait in `crawl`.
         let stats = pipeline.until_idle_except(&["crawl"]).await;
         assert_eq!(stats["topics"]["store"]["done"], round + 1, "{stats}");
-        let rows = stored(&storer, &task_type, &["_url", "title", "link", "price"]).await;
+        let rows = stored(&storer, &task_type, &["url", "title", "link", "price"]).await;
         assert_eq!(rows, want, "round {round}");
     }
     storer.close().await.unwrap();
@@ -355,7 +350,7 @@ async fn a_refused_row_fails_its_task_while_the_rest_are_stored() {
     pipeline.until_idle().await;
 
     let storer = Storer::open(&storer_config).await.unwrap();
-    let rows = stored(&storer, &types.items, &["_url", "title", "link", "price"]).await;
+    let rows = stored(&storer, &types.items, &["url", "title", "link", "price"]).await;
     let all_items = (1..=LIST_PAGES).flat_map(site_data::list_items);
     let want: Vec<String> = all_items
         .clone()
@@ -430,7 +425,7 @@ async fn a_seed_crawl_task_put_by_hand_follows_each_link_once() {
         assert_eq!(site.stats.hits(&format!("/list/{page}")), 1, "page {page}");
     }
     let storer = Storer::open(&storer_config).await.unwrap();
-    let rows = stored(&storer, &task_type, &["_url", "title", "link", "price"]).await;
+    let rows = stored(&storer, &task_type, &["url", "title", "link", "price"]).await;
     let want: Vec<String> = expected_item_rows(&site, 1..=LIST_PAGES)
         .into_iter()
         .collect();
@@ -490,7 +485,7 @@ async fn a_python_parser_replaces_the_rust_parser() {
     let stats = pipeline.until_idle().await;
     assert_eq!(stats["topics"]["parsing"]["done"], LIST_PAGES, "{stats}");
     let storer = Storer::open(&storer_config).await.unwrap();
-    let rows = stored(&storer, &task_type, &["_url", "title", "link", "price"]).await;
+    let rows = stored(&storer, &task_type, &["url", "title", "link", "price"]).await;
     let want: Vec<String> = expected_item_rows(&site, 1..=LIST_PAGES)
         .into_iter()
         .collect();

@@ -11,9 +11,14 @@
 //! - `site`: the example site itself.
 //! - `pipeline`: executor -> fetcher -> parser chained in-process.
 //! - `bus`: the four stages as workers of a broker, rows checked in SQLite and MariaDB.
+//! - `spider_site`: a site for spiders (robots.txt, redirects, a flaky page, ...).
+//! - `spider`: `[[crawl.spiders]]` through `taskbus run`: politeness, canonical URLs,
+//!   retries, skips, feeds and tables.
+//! - `command`: `taskbus crawl` through the binary.
 //! - `demo`: `taskbus run` with the repository's bus.toml, and `taskbus-bench crawl`.
 
 mod bus;
+mod command;
 mod config;
 mod demo;
 mod envelope;
@@ -23,4 +28,6 @@ mod parser;
 mod pipeline;
 mod politeness;
 mod site;
+mod spider;
+mod spider_site;
 mod support;

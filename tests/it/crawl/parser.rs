@@ -37,6 +37,7 @@ fn expected_list_rows(site: &LocalSite, page: u32) -> Vec<Value> {
         .map(|item| {
             json!({
                 "url": site.url(&format!("/list/{page}")),
+                "final_url": site.url(&format!("/list/{page}")),
                 "title": item.title,
                 "link": site.url(&format!("/item/{}", item.id)),
                 "price": item.price(),

@@ -53,6 +53,8 @@ async fn search_api_refuses_incomplete_forms_and_counters_drain() {
         .await;
     assert_eq!((missing.status, missing.sucess), (Some(404), false));
     assert_eq!(site.stats.in_flight(), 0);
-    assert_eq!(site.stats.requests(), 2);
+    // The two pages and the site's robots.txt (a 404: every url allowed).
+    assert_eq!(site.stats.requests(), 3);
+    assert_eq!(site.stats.hits("/robots.txt"), 1);
     assert_eq!(site.stats.hits("/ware/searchList.action"), 1);
 }

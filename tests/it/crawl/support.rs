@@ -161,6 +161,7 @@ pub fn fast_config() -> FetcherConfig {
     FetcherConfig {
         backoff_base_ms: 40,
         backoff_max_ms: 400,
+        retry_times: 0,
         ..FetcherConfig::default()
     }
 }

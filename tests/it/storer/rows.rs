@@ -49,7 +49,7 @@ async fn creates_the_table_on_first_use_and_reads_the_exact_rows_back() {
                     hash_key("guid-1", "http://shop/list?p=1", i).into(),
                 );
                 map.insert("_guid".into(), "guid-1".into());
-                map.insert("_url".into(), "http://shop/list?p=1".into());
+                map.insert("url".into(), "http://shop/list?p=1".into());
                 map
             })
             .collect();
@@ -71,14 +71,14 @@ async fn a_new_field_adds_a_column() {
         let first = storer.store(&table, vec![row("g", "u", 0, json!({"a": 1}))]);
         assert_eq!(ok(first.await, "first").stored, 1);
         let columns = backend.columns(&table).await;
-        assert_eq!(columns, ["_key", "_guid", "_url", "_stored_at", "a"]);
+        assert_eq!(columns, ["_key", "_guid", "url", "_stored_at", "a"]);
 
         // "B" lands in a new column; "A" is the existing "a" (names ignore case);
         // an all-null field makes no column yet.
         let second = vec![row("g", "u", 1, json!({"A": 2, "B": "x", "c": null}))];
         assert_eq!(ok(storer.store(&table, second).await, "second").stored, 1);
         let columns = backend.columns(&table).await;
-        assert_eq!(columns, ["_key", "_guid", "_url", "_stored_at", "a", "B"]);
+        assert_eq!(columns, ["_key", "_guid", "url", "_stored_at", "a", "B"]);
 
         let rows = storer.fetch_rows(&table).await.unwrap();
         let by_index = |i: usize| {
