@@ -229,6 +229,7 @@ pub async fn task(ctx: Ctx, Query(query): Query<GuidQuery>) -> Response {
                 dt { (ctx.t(key)) }
                 dd {
                     @if *key == "topic" { a href={ "/topic?name=" (encode(value)) } { (value) } }
+                    @else if value.is_empty() { "—" }
                     @else { (value) }
                 }
             }

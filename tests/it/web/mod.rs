@@ -212,10 +212,9 @@ impl Rig {
             .await
             .expect("axe runs");
         let path = self.js("return location.pathname + location.search;").await;
+        let found = found.as_array().expect("axe answers with a list");
         found
-            .as_array()
-            .into_iter()
-            .flatten()
+            .iter()
             .map(|v| {
                 format!(
                     "{}: {}",
