@@ -245,9 +245,11 @@ pub struct SearchQuery {
     q: String,
 }
 
-/// `/search?q=`: a guid goes to its task, a topic to its page.
+/// `/search?q=`: a guid goes to its task, a topic to its page; else the topics
+/// whose names contain the text.
 pub async fn search(ctx: Ctx, Query(query): Query<SearchQuery>) -> Response {
     let q = query.q.trim().to_owned();
+    let mut near = Vec::new();
     if !q.is_empty() {
         let lookup = ClientRequest::TaskStatus { guid: q.clone() };
         if ctx.call::<TaskLookup>(lookup).await.is_ok() {
@@ -257,15 +259,26 @@ pub async fn search(ctx: Ctx, Query(query): Query<SearchQuery>) -> Response {
             if stats.topics.contains_key(&q) {
                 return see_other(&format!("/topic?name={}", encode(&q)));
             }
+            near = stats
+                .topics
+                .into_keys()
+                .filter(|t| t.contains(&q))
+                .collect();
         }
     }
-    let body = html! {
-        h1 { (ctx.t("not_found")) }
-        p { (ctx.t("search_hint")) ": " code { (q) } }
+    let status = if near.is_empty() {
+        axum::http::StatusCode::NOT_FOUND
+    } else {
+        axum::http::StatusCode::OK
     };
-    (
-        axum::http::StatusCode::NOT_FOUND,
-        ctx.page(ctx.t("search"), "", body),
-    )
-        .into_response()
+    let body = html! {
+        @if near.is_empty() { h1 { (ctx.t("not_found")) } } @else { h1 { (ctx.t("topics")) } }
+        p { (ctx.t("search_hint")) ": " code { (q) } }
+        @if !near.is_empty() {
+            ul #near { @for topic in &near {
+                li { a href={ "/topic?name=" (encode(topic)) } { (topic) } }
+            } }
+        }
+    };
+    (status, ctx.page(ctx.t("search"), "", body)).into_response()
 }

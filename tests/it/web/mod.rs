@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::common::{config, free_port};
 
 /// How long a page condition may take before a test fails.
-pub const LIMIT: Duration = Duration::from_secs(20);
+pub const LIMIT: Duration = Duration::from_secs(30);
 /// The pinned axe-core of the accessibility checks.
 const AXE_VERSION: &str = "4.10.3";
 

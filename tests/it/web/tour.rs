@@ -68,6 +68,11 @@ async fn every_page_has_a_screenshot_and_no_serious_accessibility_violation() {
     rig.goto("/search?q=details").await;
     rig.until("the topic page", "return location.pathname === '/topic';")
         .await;
+    rig.goto("/search?q=age").await;
+    let near = rig
+        .js("return Array.from(document.querySelectorAll('#near a')).map(a => a.textContent);")
+        .await;
+    assert_eq!(near, json!(["pages"]), "topics that contain the text");
     rig.goto(&format!("/search?q={guid}")).await;
     rig.until("the task page", "return location.pathname === '/task';")
         .await;
