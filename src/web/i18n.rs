@@ -97,6 +97,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("in_flight", "In flight", "处理中"),
     ("heartbeat", "Heartbeat age", "心跳间隔"),
     ("stale", "stale", "失联"),
+    ("orphans", "Tasks wait with no worker for their topic", "以下主题有任务等待但没有工作进程"),
     ("no_workers", "No worker connected.", "没有已连接的工作进程。"),
     ("state", "State", "状态"),
     ("all", "all", "全部"),

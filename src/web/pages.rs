@@ -86,8 +86,18 @@ pub async fn workers(ctx: Ctx) -> Response {
     stats
         .workers
         .sort_by(|a, b| (&a.stage, &a.id).cmp(&(&b.stage, &b.id)));
+    let orphans = orphan_topics(&stats);
     let body = html! {
         h1 { (ctx.t("workers")) " (" (stats.workers.len()) ")" }
+        @if !orphans.is_empty() {
+            div.error #orphans role="status" {
+                (ctx.t("orphans")) ": "
+                @for (i, t) in orphans.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    a href={ "/topic?name=" (encode(t)) } { (t) }
+                }
+            }
+        }
         @if stats.workers.is_empty() { p { (ctx.t("no_workers")) } } @else {
             div.scroll { table {
                 thead { tr {
@@ -118,6 +128,18 @@ pub async fn workers(ctx: Ctx) -> Response {
         }
     };
     ctx.page(ctx.t("workers"), "workers", body).into_response()
+}
+
+/// Topics with ready tasks that no connected worker takes.
+fn orphan_topics(stats: &StatsReply) -> Vec<&str> {
+    stats
+        .topics
+        .iter()
+        .filter(|(topic, counts)| {
+            counts.ready > 0 && !stats.workers.iter().any(|w| w.topics.contains(topic))
+        })
+        .map(|(topic, _)| topic.as_str())
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]

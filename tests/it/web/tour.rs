@@ -64,6 +64,12 @@ async fn every_page_has_a_screenshot_and_no_serious_accessibility_violation() {
         rig.screenshot(name).await;
         violations.extend(rig.axe().await);
     }
+    // "details" has ready tasks and no worker; "pages" has its fetcher.
+    rig.goto("/workers").await;
+    let orphans = rig
+        .js("return Array.from(document.querySelectorAll('#orphans a')).map(a => a.textContent);")
+        .await;
+    assert_eq!(orphans, json!(["details"]));
     // Search finds a topic by name and a task by guid.
     rig.goto("/search?q=details").await;
     rig.until("the topic page", "return location.pathname === '/topic';")
