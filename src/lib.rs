@@ -20,4 +20,5 @@ pub mod stages;
 pub mod store;
 pub mod storer;
 pub mod task;
+pub mod web;
 pub mod worker;

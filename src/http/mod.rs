@@ -36,6 +36,7 @@ pub fn app(site: SiteRef) -> Router {
         .merge(api::routes())
         .merge(routes::routes())
         .merge(admin::routes())
+        .merge(crate::web::routes())
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -45,6 +46,7 @@ pub fn app(site: SiteRef) -> Router {
     Router::new()
         .merge(guarded)
         .merge(login::routes())
+        .merge(crate::web::public_routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(site.config.max_body_bytes))
         .layer(axum::middleware::from_fn(rejections::json_errors))

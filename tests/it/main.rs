@@ -14,6 +14,7 @@
 //! - `regressions`: the broker's second pass, a test per defect it fixed.
 //! - `http`: the HTTP API, accounts, sessions and roles through real HTTP.
 //! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
+//! - `web`: the web site in a headless Chromium (screenshots, axe-core).
 
 mod bad_input;
 mod cli;
@@ -29,4 +30,5 @@ mod regressions;
 mod scheduler;
 mod storer;
 mod tidy;
+mod web;
 mod workers;
