@@ -38,6 +38,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         &config.store.data_dir,
         taskbus::run::http_limits(&config),
         broker.caller(),
+        taskbus::web::pages(),
         shutdown.clone(),
     )
     .await?;

@@ -92,6 +92,7 @@ pub async fn start(config: Arc<Config>) -> anyhow::Result<Running> {
         &config.store.data_dir,
         http_limits(&config),
         broker.caller(),
+        crate::web::pages(),
         broker_stop.clone(),
     )
     .await?

@@ -78,6 +78,7 @@ pub async fn run(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         dir.path(),
         crate::run::http_limits(&config),
         broker.caller(),
+        crate::http::Pages::default(),
         stop.clone(),
     )
     .await?

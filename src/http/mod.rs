@@ -30,13 +30,23 @@ use crate::broker::Caller;
 pub use config::HttpConfig;
 pub use site::{error_reply, status_of, Limits, Site, SiteRef};
 
+/// Routes served beside the API by the same server (the web site's pages), given by
+/// the layer above so that this module does not depend on them.
+#[derive(Default)]
+pub struct Pages {
+    /// Behind the auth guard.
+    pub guarded: Router<SiteRef>,
+    /// Open to all (assets).
+    pub public: Router<SiteRef>,
+}
+
 /// The whole router: public routes, then everything behind the auth guard.
-pub fn app(site: SiteRef) -> Router {
+pub fn app(site: SiteRef, pages: Pages) -> Router {
     let guarded = Router::new()
         .merge(api::routes())
         .merge(routes::routes())
         .merge(admin::routes())
-        .merge(crate::web::routes())
+        .merge(pages.guarded)
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -46,7 +56,7 @@ pub fn app(site: SiteRef) -> Router {
     Router::new()
         .merge(guarded)
         .merge(login::routes())
-        .merge(crate::web::public_routes())
+        .merge(pages.public)
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(site.config.max_body_bytes))
         .layer(axum::middleware::from_fn(rejections::json_errors))
@@ -82,6 +92,7 @@ pub async fn start(
     data_dir: &std::path::Path,
     limits: Limits,
     caller: Caller,
+    pages: Pages,
     shutdown: CancellationToken,
 ) -> Result<Option<Running>, HttpError> {
     if !config.enabled() {
@@ -112,7 +123,7 @@ pub async fn start(
         "http serving http://{address}/ (auth {})",
         if config.auth { "on" } else { "off" }
     );
-    let task = tokio::spawn(serve(listener, app(site), shutdown));
+    let task = tokio::spawn(serve(listener, app(site, pages), shutdown));
     Ok(Some(Running { address, task }))
 }
 

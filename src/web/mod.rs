@@ -28,6 +28,14 @@ pub const SITE_CSS: &str = include_str!("../../static/site.css");
 pub const LIVE_JS: &str = include_str!("../../static/live.js");
 
 /// The pages and their forms, behind the auth guard.
+/// The site's pages and assets, for [`crate::http::start`].
+pub fn pages() -> crate::http::Pages {
+    crate::http::Pages {
+        guarded: routes(),
+        public: public_routes(),
+    }
+}
+
 pub fn routes() -> Router<SiteRef> {
     Router::new()
         .route("/", get(pages::overview))

@@ -80,6 +80,7 @@ impl HttpBus {
             dir.path(),
             taskbus::run::http_limits(&config),
             caller,
+            taskbus::web::pages(),
             stop.clone(),
         )
         .await

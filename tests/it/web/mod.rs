@@ -99,7 +99,7 @@ impl Rig {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let http = tokio::spawn(taskbus::http::serve(
             listener,
-            taskbus::http::app(site),
+            taskbus::http::app(site, taskbus::web::pages()),
             stop.clone(),
         ));
         let (driver, port) = start_driver().await;
