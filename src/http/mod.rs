@@ -16,6 +16,7 @@ pub mod openapi;
 mod routes;
 pub mod site;
 mod throttle;
+mod tls;
 
 use std::net::SocketAddr;
 
@@ -56,6 +57,11 @@ pub enum HttpError {
     #[error("cannot listen on http address {listen}: {cause}")]
     Bind {
         listen: String,
+        cause: std::io::Error,
+    },
+    #[error("https with certificate {cert}: {cause}")]
+    Tls {
+        cert: std::path::PathBuf,
         cause: std::io::Error,
     },
     #[error("accounts file {path}: {cause}")]
@@ -104,11 +110,24 @@ pub async fn start(
         );
     }
     let site = Site::new(caller, accounts, config.clone(), limits);
+    let scheme = if config.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     log::info!(
-        "http serving http://{address}/ (auth {})",
+        "http serving {scheme}://{address}/ (auth {})",
         if config.auth { "on" } else { "off" }
     );
-    let task = tokio::spawn(serve(listener, app(site), shutdown));
+    let task = match config.tls() {
+        Some((cert, key)) => tls::spawn(listener, app(site), cert, key, shutdown)
+            .await
+            .map_err(|cause| HttpError::Tls {
+                cert: cert.to_owned(),
+                cause,
+            })?,
+        None => tokio::spawn(serve(listener, app(site), shutdown)),
+    };
     Ok(Some(Running { address, task }))
 }
 
