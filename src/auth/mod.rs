@@ -113,6 +113,19 @@ impl Guard {
         self.check(body, Format::MsgPack, "ready", Role::Worker, now)
     }
 
+    /// Whether a DONE or FAIL from a worker that has not registered may be served:
+    /// with tokens required it may not, since only READY carries the token.
+    pub fn check_unregistered(&mut self) -> Result<(), ProtocolError> {
+        if !self.required {
+            return Ok(());
+        }
+        REFUSED_UNAUTHORIZED.fetch_add(1, Ordering::Relaxed);
+        Err(ProtocolError::new(
+            UNAUTHORIZED,
+            "done and fail are taken only from a worker registered by a READY with a token",
+        ))
+    }
+
     fn check(
         &mut self,
         body: &[u8],

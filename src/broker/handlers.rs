@@ -172,6 +172,18 @@ impl Core {
             }
             None => false,
         };
+        if !known
+            && matches!(
+                message,
+                WorkerMessage::Done { .. } | WorkerMessage::Fail { .. }
+            )
+        {
+            if let Err(error) = self.guard.check_unregistered() {
+                log::warn!("worker={} done/fail refused: {}", peer_name(&peer), error);
+                self.tell_unknown(peer, out);
+                return;
+            }
+        }
         match message {
             WorkerMessage::Ready {
                 stage,
@@ -244,11 +256,18 @@ impl Core {
             }
         }
         let registered_now = self.state.workers.get(&peer).is_some();
-        if !known && !registered_now && self.told_unknown.len() >= TOLD_UNKNOWN_MAX {
+        if !known && !registered_now {
+            self.tell_unknown(peer, out);
+        }
+    }
+
+    /// Tells an identity the broker does not know to send READY, once.
+    fn tell_unknown(&mut self, peer: Bytes, out: &mut Outbox) {
+        if self.told_unknown.len() >= TOLD_UNKNOWN_MAX {
             // Forgetting costs at most one more disconnect per identity.
             self.told_unknown.clear();
         }
-        if !known && !registered_now && self.told_unknown.insert(peer.clone()) {
+        if self.told_unknown.insert(peer.clone()) {
             out.to_worker(
                 peer,
                 &BrokerMessage::Disconnect {

@@ -273,3 +273,29 @@ async fn protected_mode_refuses_a_public_address_unless_told() {
         .await
         .expect("with tokens required it binds");
 }
+
+#[tokio::test]
+async fn a_done_from_a_peer_that_never_registered_is_not_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, accounts) = guarded(dir.path());
+    let operator = accounts.create_token("ops", Role::Operator).unwrap();
+    let broker = TestBroker::start(config).await;
+    let mut caller = Caller::connect(&broker).await;
+    caller.call(put("t"), Some(&operator)).await;
+    let take = json!({"type": "get_task", "topic": "t", "count": 1});
+    let taken = caller.call(take, Some(SECRET)).await;
+    let guid = taken[0]["guid"].as_str().expect("a leased task").to_owned();
+    let mut intruder = DealerSocket::new();
+    intruder.connect(&broker.endpoints.worker).await.unwrap();
+    let done = json!({"type": "done", "guid": guid, "next": [{"topic": "evil", "body": {}}]});
+    let body = rmp_serde::to_vec_named(&done).unwrap();
+    intruder.send(ZmqMessage::from(body)).await.unwrap();
+    let message = next_message(&mut intruder).await;
+    assert_eq!(message["type"], "disconnect", "{message}");
+    let status = json!({"type": "task_status", "guid": guid});
+    let status = caller.call(status, Some(&operator)).await;
+    assert_eq!(status["state"], "leased", "{status}");
+    let reply = caller.call(size("evil"), Some(&operator)).await;
+    assert_eq!(reply, json!("invalid queue"), "no next-stage task was put");
+    broker.stop().await;
+}
