@@ -1,7 +1,9 @@
 //! `[auth]` on the ZeroMQ endpoints, through a real broker: requests and READYs
 //! without a token, with a revoked one, with too low a role; the workers' shared
-//! secret; protected mode; a pyzmq client sending its token in MessagePack.
+//! secret; protected mode; a pyzmq client sending its token in MessagePack; the
+//! refusals in `/metrics`; HTTPS.
 
+mod metrics;
 mod python;
 mod tls;
 
@@ -39,8 +41,12 @@ pub struct Caller(DealerSocket);
 
 impl Caller {
     pub async fn connect(broker: &TestBroker) -> Caller {
+        Caller::connect_to(&broker.endpoints.client).await
+    }
+
+    pub async fn connect_to(endpoint: &str) -> Caller {
         let mut socket = DealerSocket::new();
-        socket.connect(&broker.endpoints.client).await.unwrap();
+        socket.connect(endpoint).await.unwrap();
         Caller(socket)
     }
 
