@@ -26,7 +26,7 @@ pub use log::LogConfig;
 pub use run::RunConfig;
 pub use store::{StoreConfig, StoreKind, Synchronous};
 
-use crate::auth::AuthConfig;
+use crate::auth::config::AuthConfig;
 use crate::crawl::config::CrawlConfig;
 use crate::http::config::HttpConfig;
 use crate::packager::config::PackagerConfig;
