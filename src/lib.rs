@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod apk;
+pub mod auth;
 pub mod bench;
 pub mod body;
 pub mod broker;

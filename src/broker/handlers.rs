@@ -13,6 +13,7 @@ use super::schedule::Scheduling;
 use super::state::State;
 use super::workers::{peer_name, WorkerEntry};
 use super::Call;
+use crate::auth::Guard;
 use crate::config::Config;
 use crate::protocol::client::{ClientFrames, ClientRequest};
 use crate::protocol::decode::peek;
@@ -35,10 +36,16 @@ pub struct Core {
     /// Unknown identities already told to send READY: a worker that follows the doc
     /// sends one READY, however many of its messages were in flight.
     told_unknown: HashSet<Bytes>,
+    /// Decides who may call which verb on the ZeroMQ endpoints (`[auth]`).
+    guard: Guard,
 }
 
 impl Core {
     pub fn new(config: Arc<Config>, state: State) -> Core {
+        let guard = Guard::new(
+            &config.auth,
+            &config.http.accounts_file(&config.store.data_dir),
+        );
         Core {
             config,
             state,
@@ -46,6 +53,7 @@ impl Core {
             store_error: None,
             schedule: None,
             told_unknown: HashSet::new(),
+            guard,
         }
     }
 
@@ -90,11 +98,17 @@ impl Core {
         let parsed = peek(&request.body, format, max_bytes)
             .and_then(|typed| ClientRequest::parse(&typed, self.config.broker.max_get_count));
         let (body, accepts_work) = match parsed {
-            Ok(parsed) => {
-                let accepts_work = parsed.accepts_work();
-                let answer = self.answer(parsed, format, now, out);
-                (answer, accepts_work)
-            }
+            Ok(parsed) => match self
+                .guard
+                .check_request(&request.body, format, &parsed, now)
+            {
+                Ok(()) => {
+                    let accepts_work = parsed.accepts_work();
+                    let answer = self.answer(parsed, format, now, out);
+                    (answer, accepts_work)
+                }
+                Err(refused) => (Err(refused), false),
+            },
             Err(error) => (Err(error), false),
         };
         let body = body.unwrap_or_else(|error| {
@@ -158,6 +172,18 @@ impl Core {
             }
             None => false,
         };
+        if !known
+            && matches!(
+                message,
+                WorkerMessage::Done { .. } | WorkerMessage::Fail { .. }
+            )
+        {
+            if let Err(error) = self.guard.check_unregistered() {
+                log::warn!("worker={} done/fail refused: {}", peer_name(&peer), error);
+                self.tell_unknown(peer, out);
+                return;
+            }
+        }
         match message {
             WorkerMessage::Ready {
                 stage,
@@ -166,6 +192,11 @@ impl Core {
                 next_topic,
                 ..
             } => {
+                if let Err(error) = self.guard.check_ready(&body, now) {
+                    log::warn!("worker={} ready refused: {}", peer_name(&peer), error);
+                    out.to_worker(peer, &error_message(&error));
+                    return;
+                }
                 let topics: Vec<String> = topics
                     .into_iter()
                     .collect::<HashSet<_>>()
@@ -225,11 +256,18 @@ impl Core {
             }
         }
         let registered_now = self.state.workers.get(&peer).is_some();
-        if !known && !registered_now && self.told_unknown.len() >= TOLD_UNKNOWN_MAX {
+        if !known && !registered_now {
+            self.tell_unknown(peer, out);
+        }
+    }
+
+    /// Tells an identity the broker does not know to send READY, once.
+    fn tell_unknown(&mut self, peer: Bytes, out: &mut Outbox) {
+        if self.told_unknown.len() >= TOLD_UNKNOWN_MAX {
             // Forgetting costs at most one more disconnect per identity.
             self.told_unknown.clear();
         }
-        if !known && !registered_now && self.told_unknown.insert(peer.clone()) {
+        if self.told_unknown.insert(peer.clone()) {
             out.to_worker(
                 peer,
                 &BrokerMessage::Disconnect {

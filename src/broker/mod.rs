@@ -131,6 +131,11 @@ pub struct Broker {
 impl Broker {
     /// Opens the store and binds the three endpoints of `config`.
     pub async fn bind(config: Arc<Config>) -> Result<Broker, BrokerError> {
+        config.auth.protect(&[
+            ("client", &config.broker.client_endpoint),
+            ("worker", &config.broker.worker_endpoint),
+            ("events", &config.broker.events_endpoint),
+        ])?;
         let store = match config.store.kind {
             StoreKind::Memory => None,
             StoreKind::Sqlite => Some(

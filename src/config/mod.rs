@@ -26,6 +26,7 @@ pub use log::LogConfig;
 pub use run::RunConfig;
 pub use store::{StoreConfig, StoreKind, Synchronous};
 
+use crate::auth::config::AuthConfig;
 use crate::crawl::config::CrawlConfig;
 use crate::http::config::HttpConfig;
 use crate::packager::config::PackagerConfig;
@@ -75,6 +76,8 @@ pub struct Config {
     pub workers: Vec<WorkerSpec>,
     pub run: RunConfig,
     pub http: HttpConfig,
+    /// Tokens on the ZeroMQ endpoints and protected mode.
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -165,6 +168,7 @@ impl Config {
             .map_err(|e| format!("packager: {e}"))?;
         self.worker.validate()?;
         self.http.validate()?;
+        self.auth.validate()?;
         for (index, spec) in self.workers.iter().enumerate() {
             spec.validate(index)?;
         }

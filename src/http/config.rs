@@ -25,6 +25,9 @@ pub struct HttpConfig {
     /// `login_lockout_secs`.
     pub login_attempts: u32,
     pub login_lockout_secs: u64,
+    /// PEM certificate chain and private key: both set serves HTTPS (rustls).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -38,6 +41,8 @@ impl Default for HttpConfig {
             max_body_bytes: 16 * 1024 * 1024,
             login_attempts: 5,
             login_lockout_secs: 60,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -52,6 +57,12 @@ impl HttpConfig {
         }
     }
 
+    /// The certificate and key files when HTTPS is on.
+    pub fn tls(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        let set = !self.tls_cert.as_os_str().is_empty();
+        set.then_some((self.tls_cert.as_path(), self.tls_key.as_path()))
+    }
+
     pub fn enabled(&self) -> bool {
         !self.listen.trim().is_empty()
     }
@@ -59,6 +70,9 @@ impl HttpConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.session_hours <= 0.0 || !self.session_hours.is_finite() {
             return Err("http.session_hours must be a positive number".into());
+        }
+        if self.tls_cert.as_os_str().is_empty() != self.tls_key.as_os_str().is_empty() {
+            return Err("http.tls_cert and http.tls_key go together: set both or neither".into());
         }
         if self.enabled() && !self.auth {
             let host = self.listen.rsplit_once(':').map_or("", |(host, _)| host);

@@ -29,6 +29,11 @@ struct StageLabel {
     stage: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
 pub async fn metrics(State(site): State<SiteRef>, Extension(v): Extension<Visitor>) -> Response {
     let body = match call_raw(&site, &v, ClientRequest::Stats).await {
         Ok((_, body)) => body,
@@ -115,6 +120,19 @@ fn render(stats: &StatsReply) -> Result<String, std::fmt::Error> {
         "store_up",
         "1 when the store takes commits, 0 while it refuses them",
         store_ok,
+    );
+    let refused = Family::<CodeLabel, Counter>::default();
+    for (error_code, n) in crate::auth::refusals() {
+        refused
+            .get_or_create(&CodeLabel {
+                code: error_code.into(),
+            })
+            .inc_by(n);
+    }
+    registry.register(
+        "zmq_refused",
+        "ZeroMQ requests and READYs refused by [auth], by error code",
+        refused,
     );
     let mut text = String::new();
     encode(&mut text, &registry)?;

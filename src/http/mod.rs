@@ -17,6 +17,7 @@ mod rejections;
 mod routes;
 pub mod site;
 mod throttle;
+mod tls;
 
 use std::net::SocketAddr;
 
@@ -72,6 +73,11 @@ pub enum HttpError {
         listen: String,
         cause: std::io::Error,
     },
+    #[error("https with certificate {cert}: {cause}")]
+    Tls {
+        cert: std::path::PathBuf,
+        cause: std::io::Error,
+    },
     #[error("accounts file {path}: {cause}")]
     Accounts {
         path: std::path::PathBuf,
@@ -119,11 +125,24 @@ pub async fn start(
         );
     }
     let site = Site::new(caller, accounts, config.clone(), limits);
+    let scheme = if config.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     log::info!(
-        "http serving http://{address}/ (auth {})",
+        "http serving {scheme}://{address}/ (auth {})",
         if config.auth { "on" } else { "off" }
     );
-    let task = tokio::spawn(serve(listener, app(site, pages), shutdown));
+    let task = match config.tls() {
+        Some((cert, key)) => tls::spawn(listener, app(site, pages), cert, key, shutdown)
+            .await
+            .map_err(|cause| HttpError::Tls {
+                cert: cert.to_owned(),
+                cause,
+            })?,
+        None => tokio::spawn(serve(listener, app(site, pages), shutdown)),
+    };
     Ok(Some(Running { address, task }))
 }
 

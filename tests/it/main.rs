@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 //!
+//! - `auth`: tokens on the ZeroMQ endpoints, the workers' secret, protected mode.
 //! - `common`: starting brokers and workers in-process on port 0.
 //! - `client_api`: the seed's get_task/get_size and the admin verbs, in JSON and MessagePack.
 //! - `bad_input`: malformed frames and bodies get error replies; the broker keeps serving.
@@ -16,6 +17,7 @@
 //! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
 //! - `web`: the web site in a headless Chromium (screenshots, axe-core).
 
+mod auth;
 mod bad_input;
 mod cli;
 mod client_api;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a bounded time (FUZZ_SECONDS, default 20) from the
+# corpus kept in fuzz/corpus/. New inputs go to a scratch folder, so the kept corpus
+# stays small; a crash fails the run and leaves its input in fuzz/artifacts/TARGET/
+# (turn it into a regression test in tests/it/). Needs cargo-fuzz; on a stable
+# toolchain RUSTC_BOOTSTRAP=1 lets it use the unstable flags it needs.
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds="${FUZZ_SECONDS:-20}"
+command -v cargo-fuzz >/dev/null || cargo install --locked -q cargo-fuzz
+export RUSTC_BOOTSTRAP=1
+# No sanitizer: the code under test is safe Rust, where a panic is the finding.
+cargo fuzz build -s none -O
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+for target in $(cargo fuzz list); do
+    mkdir -p "$scratch/$target" "corpus/$target"
+    echo "fuzz: $target for ${seconds}s"
+    if ! cargo fuzz run -s none -O "$target" "$scratch/$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
+        >"$scratch/$target.log" 2>&1; then
+        tail -n 60 "$scratch/$target.log" >&2
+        echo "fuzz: $target failed; the input is in fuzz/artifacts/$target" >&2
+        exit 1
+    fi
+    grep -E '^(Done|#[0-9]+ +DONE)' "$scratch/$target.log" || true
+done
