@@ -12,6 +12,7 @@
 //! - `tidy`: rules of ARCHITECTURE.md that the compiler does not check.
 //! - `regressions`: the broker's second pass, a test per defect it fixed.
 //! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
+//! - `wire_limits`: hostile peers against the broker binary's transport limits.
 
 mod bad_input;
 mod cli;
@@ -25,4 +26,5 @@ mod regressions;
 mod scheduler;
 mod storer;
 mod tidy;
+mod wire_limits;
 mod workers;
