@@ -174,6 +174,9 @@ fn positive(secs: f64) -> bool {
 mod tests {
     use super::BrokerConfig;
 
+    /// Sets one limit of a config to zero.
+    type Zero = (&'static str, fn(&mut BrokerConfig));
+
     #[test]
     fn the_transport_limits_have_their_documented_defaults_and_refuse_zero() {
         let config = BrokerConfig::default();
@@ -182,7 +185,7 @@ mod tests {
         assert_eq!(config.max_connections, 1024);
         assert_eq!(config.max_queued_per_peer, 10_000);
         assert!(config.validate().is_ok());
-        let zero: [(&str, fn(&mut BrokerConfig)); 5] = [
+        let zero: [Zero; 5] = [
             ("max_message_bytes", |c| c.max_message_bytes = 0),
             ("max_frames_per_message", |c| c.max_frames_per_message = 0),
             ("handshake_timeout_secs", |c| c.handshake_timeout_secs = 0.0),
