@@ -14,7 +14,9 @@ use futures::future::join_all;
 use tokio::io::AsyncWriteExt;
 
 use process::{served_during, BrokerProcess};
-use zmtp::{connect, greeting, handshaken, long_header, stream_until_dropped, until_closed};
+use zmtp::{
+    connect, greeting, handshaken, long_header, stream_until_dropped, until_closed, PEER_IP,
+};
 
 /// The limits of most cases: 1 MiB bodies, so the transport drops a message at
 /// 1 MiB + 64 KiB; a handshake timeout long enough not to interfere.
@@ -22,7 +24,7 @@ const LIMITS: &str = "max_message_bytes = 1048576\nhandshake_timeout_secs = 30.0
 
 /// `peer <addr> dropped`: the start of the log line about a peer at `port`.
 fn dropped(port: u16) -> String {
-    format!("peer tcp://127.0.0.1:{port} dropped")
+    format!("peer tcp://{PEER_IP}:{port} dropped")
 }
 
 #[tokio::test]

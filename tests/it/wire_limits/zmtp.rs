@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::process::LIMIT;
@@ -40,8 +40,19 @@ pub fn long_header(len: u64, more: bool) -> [u8; 9] {
     header
 }
 
+/// The address hostile peers connect from. Not 127.0.0.1: their thousands of
+/// ephemeral ports must not collide with fixed ports other tests bind there.
+pub const PEER_IP: &str = "127.0.0.2";
+
 pub async fn connect(addr: &str) -> TcpStream {
-    TcpStream::connect(addr).await.expect("tcp connect")
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("{PEER_IP}:0").parse().unwrap())
+        .unwrap();
+    socket
+        .connect(addr.parse().unwrap())
+        .await
+        .expect("tcp connect")
 }
 
 /// A DEALER peer past the greeting and READY exchange.
