@@ -1,6 +1,7 @@
 //! Hostile peers against the broker binary's transport limits: a huge frame header,
 //! a 2 GB frame streamed, a message of endless frames, 1,000 silent connections,
-//! connections past the limit, a garbage greeting and a foreign security mechanism.
+//! connections past the limit, a garbage greeting, a foreign security mechanism and
+//! a peer that does not read its replies.
 //! In each the offender is dropped with a log line naming it and the limit, a normal
 //! client is served meanwhile (its p99 printed), the broker's RSS stays within
 //! +64 MB and the tasks put before are still there.
@@ -11,11 +12,14 @@ mod zmtp;
 use std::time::Duration;
 
 use futures::future::join_all;
+use serde_json::json;
+use taskbus::task::NewTask;
 use tokio::io::AsyncWriteExt;
 
 use process::{served_during, BrokerProcess};
 use zmtp::{
-    connect, greeting, handshaken, long_header, stream_until_dropped, until_closed, PEER_IP,
+    connect, greeting, handshaken, long_header, request, stream_until_dropped, until_closed,
+    PEER_IP,
 };
 
 /// The limits of most cases: 1 MiB bodies, so the transport drops a message at
@@ -208,6 +212,42 @@ async fn a_garbage_greeting_and_foreign_mechanisms_are_dropped_at_once() {
                 .log_lines(&[&dropped(port), "during handshake", reason], 1)
                 .await;
         }
+    })
+    .await;
+    broker.check_survived(&mut client, rss).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_its_replies_is_dropped_at_max_queued_per_peer() {
+    let mut broker = BrokerProcess::start(&format!("{LIMITS}\nmax_queued_per_peer = 4")).await;
+    let mut client = broker.client_with_tasks().await;
+    // 64 tasks of 256 KiB: 16 MiB of replies, more than the kernel's buffers hold
+    // (the broker asks for 4 MiB of send buffer, the peer reads into 64 KiB).
+    let pad = "x".repeat(256 * 1024);
+    for _ in 0..64 {
+        let task = NewTask::new("big", json!({ "pad": pad }));
+        client.put(&[task]).await.expect("put a big task");
+    }
+    let rss = broker.memory_kib("VmRSS");
+    let (_, mut client) = served_during(client, "non-reading peer", async {
+        let mut peer = handshaken(&broker.client_addr).await;
+        // MessagePack: the broker splices the stored bodies into the replies.
+        let get = json!({"type": "get_task", "topic": "big", "count": 1});
+        let get = request(&rmp_serde::to_vec_named(&get).unwrap());
+        for _ in 0..64 {
+            peer.write_all(&get).await.unwrap();
+        }
+        broker
+            .log_lines(
+                &["dropped: its send queue holds send_queue_limit 4 messages"],
+                1,
+            )
+            .await;
+        let (received, _) = until_closed(&mut peer).await;
+        assert!(
+            received < 32 << 20,
+            "all {received} bytes of replies went out"
+        );
     })
     .await;
     broker.check_survived(&mut client, rss).await;

@@ -32,6 +32,13 @@ fn ready_dealer() -> Vec<u8> {
     command
 }
 
+/// A request as a DEALER sends it: an empty delimiter frame, then `body` (short).
+pub fn request(body: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0x01, 0x00, 0x00, body.len() as u8];
+    bytes.extend_from_slice(body);
+    bytes
+}
+
 /// The header of a long frame claiming `len` bytes.
 pub fn long_header(len: u64, more: bool) -> [u8; 9] {
     let mut header = [0u8; 9];
@@ -46,6 +53,8 @@ pub const PEER_IP: &str = "127.0.0.2";
 
 pub async fn connect(addr: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
+    // A small receive buffer: a peer that does not read fills it soon.
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
     socket
         .bind(format!("{PEER_IP}:0").parse().unwrap())
         .unwrap();
