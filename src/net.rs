@@ -1,7 +1,39 @@
-//! Endpoint helpers: binding with a clear error, and clearing a stale `ipc://`
-//! socket file (zmq.rs refuses to bind over one that a crashed process left).
+//! Endpoint helpers: the transport limits of a bound socket, binding with a clear
+//! error, and clearing a stale `ipc://` socket file (zmq.rs refuses to bind over
+//! one that a crashed process left).
 
-use zeromq::Socket;
+use std::time::Duration;
+
+use zeromq::{Socket, SocketOptions};
+
+/// Room for the envelope frames (identity, delimiter) on top of
+/// `max_message_bytes`, so that a body just over it still reaches the protocol and
+/// gets a `too_large` reply; a peer claiming more is dropped by the transport.
+pub const ENVELOPE_ALLOWANCE: usize = 64 * 1024;
+
+/// The transport limits of a bound socket (`[broker]` in bus.toml).
+#[derive(Debug, Clone, Copy)]
+pub struct TransportLimits {
+    pub max_message_bytes: usize,
+    pub max_frames_per_message: usize,
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub max_queued_per_peer: usize,
+}
+
+/// The options of a socket the broker binds: `limits`, each enforced by the
+/// transport while it reads (the offending peer is dropped and logged by the
+/// `zeromq` target, naming the peer and the limit).
+pub fn socket_options(limits: &TransportLimits) -> SocketOptions {
+    let mut options = SocketOptions::default();
+    options
+        .max_message_size(limits.max_message_bytes.saturating_add(ENVELOPE_ALLOWANCE))
+        .max_frames_per_message(limits.max_frames_per_message)
+        .handshake_timeout(limits.handshake_timeout)
+        .max_connections(limits.max_connections)
+        .send_queue_limit(limits.max_queued_per_peer);
+    options
+}
 
 /// An endpoint that could not be bound.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -142,9 +142,18 @@ impl Broker {
                 SqliteStore::open(&config.store).map_err(|e| BrokerError::Store(e.to_string()))?,
             ),
         };
-        let mut client = RouterSocket::new();
-        let mut worker = RouterSocket::new();
-        let mut events = PubSocket::new();
+        let b = &config.broker;
+        let limits = net::TransportLimits {
+            max_message_bytes: b.max_message_bytes,
+            max_frames_per_message: b.max_frames_per_message,
+            handshake_timeout: b.handshake_timeout(),
+            max_connections: b.max_connections,
+            max_queued_per_peer: b.max_queued_per_peer,
+        };
+        let options = || net::socket_options(&limits);
+        let mut client = RouterSocket::with_options(options());
+        let mut worker = RouterSocket::with_options(options());
+        let mut events = PubSocket::with_options(options());
         let endpoints = Endpoints {
             client: net::bind(&mut client, "client", &config.broker.client_endpoint).await?,
             worker: net::bind(&mut worker, "worker", &config.broker.worker_endpoint).await?,

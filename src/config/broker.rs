@@ -25,6 +25,12 @@ pub struct BrokerConfig {
     pub retry_backoff_secs: f64,
     pub retry_backoff_max_secs: f64,
     pub retry_jitter: bool,
+    /// Transport limits of the ZeroMQ endpoints, enforced while reading (with
+    /// `max_message_bytes`; see docs/SECURITY.md).
+    pub max_frames_per_message: usize,
+    pub handshake_timeout_secs: f64,
+    pub max_connections: usize,
+    pub max_queued_per_peer: usize,
 }
 
 impl Default for BrokerConfig {
@@ -44,6 +50,10 @@ impl Default for BrokerConfig {
             retry_backoff_secs: 1.0,
             retry_backoff_max_secs: 60.0,
             retry_jitter: true,
+            max_frames_per_message: 1024,
+            handshake_timeout_secs: 5.0,
+            max_connections: 1024,
+            max_queued_per_peer: 10_000,
         }
     }
 }
@@ -70,6 +80,9 @@ impl BrokerConfig {
     }
     pub fn send_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.send_timeout_secs)
+    }
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.handshake_timeout_secs)
     }
 }
 
@@ -102,8 +115,31 @@ impl BrokerConfig {
         if self.max_get_count == 0 {
             return Err("broker.max_get_count: must be >= 1".into());
         }
+        self.validate_transport()?;
         if !backoff(self.retry_backoff_secs) || !backoff(self.retry_backoff_max_secs) {
             return Err("broker.retry_backoff_secs/retry_backoff_max_secs: must be between 0 and 10^7 seconds".into());
+        }
+        Ok(())
+    }
+}
+
+impl BrokerConfig {
+    /// Checks the transport limits.
+    fn validate_transport(&self) -> Result<(), String> {
+        if self.max_message_bytes == 0 {
+            return Err("broker.max_message_bytes: must be >= 1".into());
+        }
+        if self.max_frames_per_message == 0 {
+            return Err("broker.max_frames_per_message: must be >= 1".into());
+        }
+        if !positive(self.handshake_timeout_secs) || self.handshake_timeout_secs > 3600.0 {
+            return Err("broker.handshake_timeout_secs: must be > 0 and at most 3600".into());
+        }
+        if self.max_connections == 0 {
+            return Err("broker.max_connections: must be >= 1".into());
+        }
+        if self.max_queued_per_peer == 0 {
+            return Err("broker.max_queued_per_peer: must be >= 1".into());
         }
         Ok(())
     }
@@ -132,4 +168,35 @@ fn backoff(secs: f64) -> bool {
 /// A duration in seconds must be a finite number above zero.
 fn positive(secs: f64) -> bool {
     secs.is_finite() && secs > 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BrokerConfig;
+
+    /// Sets one limit of a config to zero.
+    type Zero = (&'static str, fn(&mut BrokerConfig));
+
+    #[test]
+    fn the_transport_limits_have_their_documented_defaults_and_refuse_zero() {
+        let config = BrokerConfig::default();
+        assert_eq!(config.max_frames_per_message, 1024);
+        assert_eq!(config.handshake_timeout_secs, 5.0);
+        assert_eq!(config.max_connections, 1024);
+        assert_eq!(config.max_queued_per_peer, 10_000);
+        assert!(config.validate().is_ok());
+        let zero: [Zero; 5] = [
+            ("max_message_bytes", |c| c.max_message_bytes = 0),
+            ("max_frames_per_message", |c| c.max_frames_per_message = 0),
+            ("handshake_timeout_secs", |c| c.handshake_timeout_secs = 0.0),
+            ("max_connections", |c| c.max_connections = 0),
+            ("max_queued_per_peer", |c| c.max_queued_per_peer = 0),
+        ];
+        for (key, edit) in zero {
+            let mut config = BrokerConfig::default();
+            edit(&mut config);
+            let error = config.validate().unwrap_err();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
 }

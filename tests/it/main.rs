@@ -16,6 +16,7 @@
 //! - `http`: the HTTP API, accounts, sessions and roles through real HTTP.
 //! - `packager`: the APK channel packager and the apk module (bus, Redis, fixtures).
 //! - `web`: the web site in a headless Chromium (screenshots, axe-core).
+//! - `wire_limits`: hostile peers against the broker binary's transport limits.
 
 mod auth;
 mod bad_input;
@@ -33,4 +34,5 @@ mod scheduler;
 mod storer;
 mod tidy;
 mod web;
+mod wire_limits;
 mod workers;
