@@ -9,14 +9,18 @@ cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-20}"
 command -v cargo-fuzz >/dev/null || cargo install --locked -q cargo-fuzz
 export RUSTC_BOOTSTRAP=1
+# The instrumented build outside the checkout (FUZZ_TARGET_DIR), so that a fresh
+# clone on the same machine reuses the compiled dependencies.
+target_dir="${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/taskbus/fuzz-target}"
+mkdir -p "$target_dir"
 # No sanitizer: the code under test is safe Rust, where a panic is the finding.
-cargo fuzz build -s none -O
+cargo fuzz build -s none -O --target-dir "$target_dir"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 for target in $(cargo fuzz list); do
     mkdir -p "$scratch/$target" "corpus/$target"
     echo "fuzz: $target for ${seconds}s"
-    if ! cargo fuzz run -s none -O "$target" "$scratch/$target" "corpus/$target" -- \
+    if ! cargo fuzz run -s none -O --target-dir "$target_dir" "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
         >"$scratch/$target.log" 2>&1; then
         tail -n 60 "$scratch/$target.log" >&2
