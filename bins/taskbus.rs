@@ -130,7 +130,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             let client = tokio::time::timeout(timeout, connect).await.map_err(|_| {
                 anyhow::anyhow!("cannot connect to {endpoint} within {timeout:?}")
             })??;
-            let mut client = client.with_format(format).with_timeout(timeout);
+            let mut client = client
+                .with_format(format)
+                .with_timeout(timeout)
+                .with_token(config.auth.client_token());
             commands::run(&mut client, &request).await
         }
     }

@@ -39,6 +39,8 @@ pub struct Client {
     format: Format,
     timeout: Duration,
     socket: Option<DealerSocket>,
+    /// Sent as `"token"` with every request (`[auth]` on the broker).
+    token: Option<String>,
 }
 
 impl Client {
@@ -49,6 +51,7 @@ impl Client {
             format: Format::MsgPack,
             timeout: Duration::from_secs(10),
             socket: None,
+            token: None,
         };
         client.socket = Some(client.open().await?);
         Ok(client)
@@ -61,6 +64,12 @@ impl Client {
     }
 
     /// How long to wait for each reply.
+    /// Sends `token` with every request (a broker with `[auth] required`).
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
+    }
+
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
         self
@@ -126,7 +135,11 @@ impl Client {
         &mut self,
         request: &R,
     ) -> Result<Value, ClientError> {
-        let reply = self.request_raw(encode(self.format, request)).await?;
+        let body = match &self.token {
+            Some(token) => encode(self.format, &with_token(request, token)?),
+            None => encode(self.format, request),
+        };
+        let reply = self.request_raw(body).await?;
         // The broker answers in the request's encoding.
         let value: Value = match self.format {
             Format::Json => {
@@ -196,5 +209,20 @@ impl Client {
     /// Per-topic and per-worker counters.
     pub async fn stats_reply(&mut self) -> Result<StatsReply, ClientError> {
         self.call(&ClientRequest::Stats).await
+    }
+}
+
+/// `request` with `"token"` beside its `type`.
+fn with_token<R: Serialize + ?Sized>(request: &R, token: &str) -> Result<Value, ClientError> {
+    let mut value =
+        serde_json::to_value(request).map_err(|e| ClientError::Decode(e.to_string()))?;
+    match value.as_object_mut() {
+        Some(fields) => {
+            fields.insert("token".into(), Value::String(token.to_owned()));
+            Ok(value)
+        }
+        None => Err(ClientError::Decode(
+            "a request with a token must be an object".into(),
+        )),
     }
 }

@@ -195,7 +195,9 @@ impl Running {
         if seeds.is_empty() {
             return Ok(());
         }
-        let mut client = Client::connect(&self.endpoints.client).await?;
+        let mut client = Client::connect(&self.endpoints.client)
+            .await?
+            .with_token(self.config.auth.client_token());
         let guids = client.put(&seeds).await?;
         for (seed, guid) in seeds.iter().zip(&guids) {
             log::info!(
@@ -209,7 +211,9 @@ impl Running {
     /// Waits until no topic has a ready or leased task, logging progress every
     /// `[run] progress_secs`. Errors after `[run] max_secs`.
     pub async fn until_idle(&self) -> anyhow::Result<()> {
-        let mut client = Client::connect(&self.endpoints.client).await?;
+        let mut client = Client::connect(&self.endpoints.client)
+            .await?
+            .with_token(self.config.auth.client_token());
         let run = &self.config.run;
         let progress_every = Duration::from_secs_f64(run.progress_secs.max(0.0));
         let mut last_progress = Instant::now();
@@ -240,7 +244,9 @@ impl Running {
     /// Counters of this run, the broker's totals, and the rows of every seed task
     /// type's table.
     pub async fn summary(&self) -> anyhow::Result<RunSummary> {
-        let mut client = Client::connect(&self.endpoints.client).await?;
+        let mut client = Client::connect(&self.endpoints.client)
+            .await?
+            .with_token(self.config.auth.client_token());
         let stats = client.stats().await?;
         let total = |counter: &str| -> u64 {
             stats["topics"]

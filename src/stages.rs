@@ -48,6 +48,7 @@ impl WorkerOptions {
             topics,
             capacity,
             next_topic: None,
+            token: config.auth.worker_token(),
             heartbeat_interval: config.broker.heartbeat_interval(),
             heartbeat_liveness: config.broker.heartbeat_liveness,
             reconnect_min: Duration::from_secs_f64(config.worker.reconnect_min_secs),

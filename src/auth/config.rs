@@ -23,6 +23,25 @@ pub struct AuthConfig {
     /// Lets a broker without `required` bind a non-loopback TCP address (protected
     /// mode off). Anyone who reaches the port may then do anything.
     pub allow_unauthenticated_public: bool,
+    /// The API token this process's own clients and workers send (the `taskbus` CLI,
+    /// `taskbus-worker`, the stages of `taskbus run`). Also `TASKBUS__AUTH__TOKEN`.
+    /// Empty: workers send `worker_secret`, and the CLI sends nothing.
+    pub token: String,
+}
+
+impl AuthConfig {
+    /// What a worker of this configuration sends in READY.
+    pub fn worker_token(&self) -> Option<String> {
+        [&self.token, &self.worker_secret]
+            .into_iter()
+            .find(|t| !t.is_empty())
+            .cloned()
+    }
+
+    /// What a client of this configuration sends with each request.
+    pub fn client_token(&self) -> Option<String> {
+        (!self.token.is_empty()).then(|| self.token.clone())
+    }
 }
 
 /// The secret never reaches a log through `{:?}`.
@@ -31,6 +50,7 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("required", &self.required)
             .field("worker_secret", &"(hidden)")
+            .field("token", &"(hidden)")
             .field(
                 "allow_unauthenticated_public",
                 &self.allow_unauthenticated_public,

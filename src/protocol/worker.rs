@@ -31,6 +31,9 @@ pub enum WorkerMessage {
         /// Where DONE envelopes go when they name no `body.callback.topic`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         next_topic: Option<String>,
+        /// The worker secret or an API token, when the broker requires one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// The task is finished; `next` are the envelopes for the next stage.
     Done {
@@ -96,6 +99,8 @@ struct ReadyFields {
     capacity: u32,
     #[serde(default)]
     next_topic: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +145,7 @@ impl WorkerMessage {
                     topics: r.topics,
                     capacity: r.capacity,
                     next_topic: r.next_topic,
+                    token: r.token,
                 }
             }
             "done" => {
@@ -351,6 +357,7 @@ mod tests {
                 topics: vec!["a".into()],
                 capacity: 4,
                 next_topic: Some("b".into()),
+                token: Some("tbk_x".into()),
             },
             WorkerMessage::Done {
                 guid: "g".into(),

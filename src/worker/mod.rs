@@ -69,6 +69,8 @@ pub struct WorkerOptions {
     pub topics: Vec<String>,
     pub capacity: u32,
     pub next_topic: Option<String>,
+    /// Sent in READY when the broker requires tokens (`[auth]`).
+    pub token: Option<String>,
     pub heartbeat_interval: Duration,
     pub heartbeat_liveness: u32,
     pub reconnect_min: Duration,
@@ -270,6 +272,7 @@ impl Runtime {
             topics: self.options.topics.clone(),
             capacity: self.options.capacity,
             next_topic: self.options.next_topic.clone(),
+            token: self.options.token.clone(),
         }
     }
 

@@ -36,6 +36,7 @@ fn ready(topic: &str, capacity: u32) -> WorkerMessage {
         topics: vec![topic.into()],
         capacity,
         next_topic: None,
+        token: None,
     }
 }
 

@@ -238,6 +238,42 @@ async fn a_worker_with_the_shared_secret_gets_tasks() {
 }
 
 #[tokio::test]
+async fn our_own_client_and_worker_runtime_send_the_configured_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, accounts) = guarded(dir.path());
+    let operator = accounts.create_token("ops", Role::Operator).unwrap();
+    let broker = TestBroker::start(config.clone()).await;
+    // Without a token the Rust client is refused; with one it is served.
+    let mut anonymous = broker.client().await;
+    let refused = anonymous
+        .get_size("own")
+        .await
+        .expect_err("refused without a token");
+    assert!(refused.to_string().contains("unauthorized"), "{refused}");
+    let mut client = broker.client().await.with_token(Some(operator));
+    let tasks: Vec<_> = (0..3)
+        .map(|n| taskbus::task::NewTask::new("own", json!({"n": n})))
+        .collect();
+    client
+        .put(&tasks)
+        .await
+        .expect("put with the operator's token");
+    // The worker runtime sends `[auth] worker_secret` in READY (`config.auth`).
+    let options = broker.worker_options("echo", &["own"], 4);
+    assert_eq!(options.token.as_deref(), Some(SECRET));
+    let worker = crate::common::TestWorker::start(
+        options,
+        Arc::new(taskbus::worker::echo::Echo { forward: false }),
+    );
+    crate::common::until_stats(&mut client, Duration::from_secs(10), |s| {
+        s["topics"]["own"]["done"] == json!(3)
+    })
+    .await;
+    assert_eq!(worker.stop().await.done, 3);
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn with_auth_off_a_token_changes_no_reply() {
     let broker = TestBroker::start(config(|_| {})).await;
     let mut caller = Caller::connect(&broker).await;
