@@ -256,7 +256,16 @@ pub async fn task(ctx: Ctx, Query(query): Query<GuidQuery>) -> Response {
                 }
             }
         }
-        p.note { (ctx.t("body_note")) }
+        @match &found {
+            TaskLookup::Live(t) => {
+                h2 { (ctx.t("body")) @if let Some(n) = t.body_bytes { " (" (n) " B)" } }
+                @match &t.body {
+                    Some(body) => pre.body { (serde_json::to_string_pretty(body).unwrap_or_default()) },
+                    None => p.note { (ctx.t("body_large")) },
+                }
+            }
+            TaskLookup::Finished(_) => p.note { (ctx.t("body_note")) },
+        }
     };
     ctx.page(&query.guid, "", body).into_response()
 }

@@ -84,6 +84,12 @@ async fn a_task_taken_with_get_task_comes_back_when_its_lease_expires() {
         .unwrap();
     assert_eq!(status["state"], "leased");
     assert_eq!(status["last_error"], "lease expired");
+    // A small body comes whole, with its size.
+    assert_eq!(status["body"], json!({"n": 1}), "{status}");
+    assert!(
+        status["body_bytes"].as_u64().is_some_and(|n| n > 0),
+        "{status}"
+    );
     broker.stop().await;
 }
 

@@ -13,6 +13,9 @@ use super::{State, StoredState};
 use crate::protocol::client::{TaskInfo, TaskLookup, TopicStats};
 use crate::store::StoreOp;
 
+/// Bodies up to this size come whole in `task_status`; larger ones only by size.
+const BODY_PREVIEW_BYTES: usize = 64 * 1024;
+
 impl State {
     /// New tasks waiting for their commit.
     fn all_pending(&self) -> impl Iterator<Item = &super::Pending> {
@@ -46,19 +49,19 @@ impl State {
     }
 
     /// Every live task (with its state), in no particular order.
-    fn each_task(&self, now: Instant) -> impl Iterator<Item = TaskInfo> + '_ {
+    fn each_task(&self, now: Instant) -> impl Iterator<Item = (&Slot, TaskInfo)> + '_ {
         let ready = self.topics.iter().enumerate().flat_map(move |(id, q)| {
             q.ready
                 .iter()
                 .filter(|s| !self.tombstones.contains(&s.guid))
-                .map(move |s| self.info(id as TopicId, s, "ready", None, None))
+                .map(move |s| (s, self.info(id as TopicId, s, "ready", None, None)))
         });
         let pending = self
             .all_pending()
-            .map(|p| self.info(p.topic, &p.slot, "pending", None, None));
+            .map(|p| (&p.slot, self.info(p.topic, &p.slot, "pending", None, None)));
         let delayed = self.delayed.iter().map(move |((at, _), (topic, slot))| {
             let left = at.saturating_duration_since(now).as_millis() as u64;
-            self.info(*topic, slot, "delayed", None, Some(left))
+            (slot, self.info(*topic, slot, "delayed", None, Some(left)))
         });
         let leased = self.leased.values().map(move |l| {
             let holder = match &l.holder {
@@ -66,12 +69,15 @@ impl State {
                 Holder::Client => "client".to_owned(),
             };
             let left = l.deadline.saturating_duration_since(now).as_millis() as u64;
-            self.info(l.topic, &l.slot, "leased", Some(holder), Some(left))
+            (
+                &l.slot,
+                self.info(l.topic, &l.slot, "leased", Some(holder), Some(left)),
+            )
         });
         let dead = self
             .dead
             .values()
-            .map(|(topic, slot)| self.info(*topic, slot, "dead", None, None));
+            .map(|(topic, slot)| (slot, self.info(*topic, slot, "dead", None, None)));
         ready
             .chain(pending)
             .chain(delayed)
@@ -98,12 +104,18 @@ impl State {
             expires_in_ms,
             last_error: slot.last_error().map(str::to_owned),
             created_at_ms: slot.created_at_ms,
+            body_bytes: None,
+            body: None,
         }
     }
 
     /// The status of one task, live or in the recent history.
     pub fn task_status(&self, guid: &str, now: Instant) -> Option<TaskLookup> {
-        if let Some(info) = self.each_task(now).find(|t| t.guid == guid) {
+        if let Some((slot, mut info)) = self.each_task(now).find(|(s, _)| &*s.guid == guid) {
+            info.body_bytes = Some(slot.body.len() as u64);
+            if slot.body.len() <= BODY_PREVIEW_BYTES {
+                info.body = Some(slot.body.to_value());
+            }
             return Some(TaskLookup::Live(info));
         }
         self.topics
@@ -123,6 +135,7 @@ impl State {
     ) -> Vec<TaskInfo> {
         let mut out: Vec<TaskInfo> = self
             .each_task(now)
+            .map(|(_, info)| info)
             .filter(|t| topic.is_none_or(|name| t.topic == name))
             .filter(|t| state.is_none_or(|s| t.state == s))
             .collect();

@@ -23,6 +23,12 @@ pub struct TaskInfo {
     pub expires_in_ms: Option<u64>,
     pub last_error: Option<String>,
     pub created_at_ms: i64,
+    /// The body's size in bytes (MessagePack), in `task_status` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<u64>,
+    /// The body itself, in `task_status` only, when it is at most 64 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
 }
 
 /// One finished task kept for `task_status` and the dashboard.
@@ -73,6 +79,8 @@ pub(super) mod tests {
             expires_in_ms: Some(900),
             last_error: None,
             created_at_ms: 1_700_000_000_000,
+            body_bytes: Some(12),
+            body: Some(serde_json::json!({"url": "https://a.test/"})),
         }
     }
 

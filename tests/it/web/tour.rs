@@ -64,6 +64,13 @@ async fn every_page_has_a_screenshot_and_no_serious_accessibility_violation() {
         rig.screenshot(name).await;
         violations.extend(rig.axe().await);
     }
+    // The task page shows the body the client put.
+    rig.goto(&task_page).await;
+    let text = rig.text().await;
+    assert!(
+        text.contains("\"n\": 0"),
+        "no body on the task page:\n{text}"
+    );
     // "details" has ready tasks and no worker; "pages" has its fetcher.
     rig.goto("/workers").await;
     let orphans = rig
