@@ -58,7 +58,7 @@ fn accounts_error(error: AccountsError) -> Response {
 /// The users (admin).
 #[utoipa::path(get, path = "/api/users", tag = "accounts",
     responses((status = 200, description = "users with their roles", body = serde_json::Value),
-              (status = 403, description = "not an admin", body = super::openapi::ErrorReply)),
+              (status = 403, description = "not an admin", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn list_users(State(site): State<SiteRef>, Extension(v): Extension<Visitor>) -> Response {
     if let Some(refusal) = refuse_unless_admin(&v, "listing users") {
@@ -81,8 +81,8 @@ pub struct NewUser {
 /// Adds a user (admin).
 #[utoipa::path(post, path = "/api/users", tag = "accounts", request_body = NewUser,
     responses((status = 201, description = "added"),
-              (status = 400, description = "bad name, role or password", body = super::openapi::ErrorReply),
-              (status = 409, description = "the name exists", body = super::openapi::ErrorReply)),
+              (status = 400, description = "bad name, role or password", body = super::site::ErrorReply),
+              (status = 409, description = "the name exists", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn add_user(
     State(site): State<SiteRef>,
@@ -118,7 +118,7 @@ pub async fn add_user(
 #[utoipa::path(delete, path = "/api/users/{name}", tag = "accounts",
     params(("name" = String, Path, description = "the user")),
     responses((status = 204, description = "removed"),
-              (status = 404, description = "no such user", body = super::openapi::ErrorReply)),
+              (status = 404, description = "no such user", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn remove_user(
     State(site): State<SiteRef>,
@@ -164,7 +164,7 @@ pub struct NewToken {
 /// Creates a token; the reply holds its secret, shown this once (admin).
 #[utoipa::path(post, path = "/api/tokens", tag = "accounts", request_body = NewToken,
     responses((status = 201, description = "{\"name\", \"token\"}", body = serde_json::Value),
-              (status = 409, description = "the name exists", body = super::openapi::ErrorReply)),
+              (status = 409, description = "the name exists", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn create_token(
     State(site): State<SiteRef>,
@@ -193,7 +193,7 @@ pub async fn create_token(
 #[utoipa::path(delete, path = "/api/tokens/{name}", tag = "accounts",
     params(("name" = String, Path, description = "the token's name")),
     responses((status = 204, description = "revoked"),
-              (status = 404, description = "no such token", body = super::openapi::ErrorReply)),
+              (status = 404, description = "no such token", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn revoke_token(
     State(site): State<SiteRef>,

@@ -30,13 +30,13 @@ pub fn routes() -> Router<SiteRef> {
     request_body(content = crate::protocol::client::ClientRequest, description = "a client request: {\"type\": VERB, fields}", content_type = "application/json"),
     responses(
         (status = 200, description = "the verb's reply, as on the ZeroMQ client endpoint", body = Value),
-        (status = 400, description = "malformed JSON, unknown type or bad fields", body = super::openapi::ErrorReply),
-        (status = 401, description = "no valid session or token", body = super::openapi::ErrorReply),
-        (status = 403, description = "the caller's role does not allow the verb", body = super::openapi::ErrorReply),
-        (status = 404, description = "no such task or topic", body = super::openapi::ErrorReply),
-        (status = 409, description = "the task is not leased", body = super::openapi::ErrorReply),
-        (status = 413, description = "body too large", body = super::openapi::ErrorReply),
-        (status = 503, description = "store unavailable or broker stopping", body = super::openapi::ErrorReply),
+        (status = 400, description = "malformed JSON, unknown type or bad fields", body = super::site::ErrorReply),
+        (status = 401, description = "no valid session or token", body = super::site::ErrorReply),
+        (status = 403, description = "the caller's role does not allow the verb", body = super::site::ErrorReply),
+        (status = 404, description = "no such task or topic", body = super::site::ErrorReply),
+        (status = 409, description = "the task is not leased", body = super::site::ErrorReply),
+        (status = 413, description = "body too large", body = super::site::ErrorReply),
+        (status = 503, description = "store unavailable or broker stopping", body = super::site::ErrorReply),
     ),
     security(("bearer" = []), ("session" = []))
 )]

@@ -2,19 +2,10 @@
 //! and the request and reply types (utoipa), served at `GET /api/openapi.json`.
 
 use axum::Json;
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// An error reply: a message for people, a stable code for programs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorReply {
-    pub error: String,
-    /// malformed, bad_frames, too_large, unknown_type, bad_request, unknown_topic,
-    /// not_found, not_leased, store_unavailable, shutting_down, unroutable,
-    /// unauthorized, forbidden, conflict
-    pub code: String,
-}
+pub use super::site::ErrorReply;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -68,7 +68,7 @@ pub async fn size(
     params(("topic" = String, Path, description = "the topic")),
     request_body(content = Vec<crate::task::NewTask>, description = "a list of tasks (or {\"tasks\": [...]})", content_type = "application/json"),
     responses((status = 200, description = "the reply of `put_task`: the guids", body = Value),
-              (status = 400, description = "bad tasks", body = super::openapi::ErrorReply)),
+              (status = 400, description = "bad tasks", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn put_tasks(
     State(site): State<SiteRef>,
@@ -133,7 +133,7 @@ pub async fn topic_tasks(
 #[utoipa::path(get, path = "/api/tasks/{guid}", tag = "resources",
     params(("guid" = String, Path, description = "the task's guid")),
     responses((status = 200, description = "the reply of `task_status`", body = Value),
-              (status = 404, description = "no such task", body = super::openapi::ErrorReply)),
+              (status = 404, description = "no such task", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn task(
     State(site): State<SiteRef>,
@@ -160,7 +160,7 @@ pub async fn total_tasks(State(site): State<SiteRef>, Extension(v): Caller) -> R
 #[utoipa::path(post, path = "/api/total-tasks", tag = "resources",
     request_body(content = Value, description = "the fields of add_task", content_type = "application/json"),
     responses((status = 200, description = "the reply of `add_task`", body = Value),
-              (status = 400, description = "bad fields", body = super::openapi::ErrorReply)),
+              (status = 400, description = "bad fields", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn add_total_task(
     State(site): State<SiteRef>,
@@ -178,7 +178,7 @@ pub async fn add_total_task(
     params(("id" = String, Path, description = "the total task's id")),
     request_body(content = Value, description = "the fields to change", content_type = "application/json"),
     responses((status = 200, description = "the reply of `modify_task`", body = Value),
-              (status = 404, description = "no such total task", body = super::openapi::ErrorReply)),
+              (status = 404, description = "no such total task", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn modify_total_task(
     State(site): State<SiteRef>,
@@ -196,7 +196,7 @@ pub async fn modify_total_task(
 #[utoipa::path(delete, path = "/api/total-tasks/{id}", tag = "resources",
     params(("id" = String, Path, description = "the total task's id")),
     responses((status = 200, description = "the reply of `delete_task`", body = Value),
-              (status = 404, description = "no such total task", body = super::openapi::ErrorReply)),
+              (status = 404, description = "no such total task", body = super::site::ErrorReply)),
     security(("bearer" = []), ("session" = [])))]
 pub async fn delete_total_task(
     State(site): State<SiteRef>,

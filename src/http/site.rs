@@ -83,3 +83,13 @@ pub fn error_reply(error_code: &'static str, message: impl Into<String>) -> Resp
     let body = serde_json::json!({ "error": message.into(), "code": error_code });
     (status_of(error_code), Json(body)).into_response()
 }
+
+/// An error reply: a message for people, a stable code for programs.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorReply {
+    pub error: String,
+    /// malformed, bad_frames, too_large, unknown_type, bad_request, unknown_topic,
+    /// not_found, not_leased, store_unavailable, shutting_down, unroutable,
+    /// unauthorized, forbidden, conflict
+    pub code: String,
+}
